@@ -1,0 +1,95 @@
+"""The broker core: vhosts, retained values, users and stored sessions over one store.
+
+Front ends receive a ``Broker`` and use only it (and the objects it hands out): publish
+through a vhost, declare queues, consume, keep retained values and session blobs.  The
+runtime creates it, recovers it from the store, and runs its housekeeping.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import trio
+
+from broker.errors import NotFound
+from broker.message import Message, decode_message
+from broker.retained import RetainedStore
+from broker.stats import Stats
+from broker.vhost import VHost
+
+if TYPE_CHECKING:
+    from broker.acl import TopicACL
+    from broker.auth import UserDB
+    from broker.store.base import Snapshot, Store
+
+DEFAULT_VHOST = "/"
+
+
+class Broker:
+    def __init__(self, store: Store, users: UserDB, acl: TopicACL) -> None:
+        self.store = store
+        self.users = users
+        self.acl = acl
+        self.vhosts: dict[str, VHost] = {DEFAULT_VHOST: VHost(DEFAULT_VHOST, store)}
+        self.retained = RetainedStore(store)
+        self.sessions: dict[str, bytes] = {}
+        self.stats = Stats()
+        self.started = time.time()
+
+    def vhost(self, name: str = DEFAULT_VHOST) -> VHost:
+        vhost = self.vhosts.get(name)
+        if vhost is None:
+            raise NotFound(f"no vhost '{name}'")
+        return vhost
+
+    def save_session(self, key: str, blob: bytes | None) -> None:
+        """Keep (or with None drop) a front end's durable session state."""
+        if blob is None:
+            self.sessions.pop(key, None)
+        else:
+            self.sessions[key] = blob
+        self.store.put_session(key, blob)
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Rebuild everything durable from the store's snapshot."""
+        self.users.load(snapshot.users)
+        per_vhost: dict[str, dict[str, list]] = defaultdict(
+            lambda: {"exchanges": [], "queues": [], "bindings": [], "messages": {}}
+        )
+        for vhost, name, record in snapshot.exchanges:
+            per_vhost[vhost]["exchanges"].append((name, record))
+        for vhost, name, record in snapshot.queues:
+            per_vhost[vhost]["queues"].append((name, record))
+        for vhost, *binding in snapshot.bindings:
+            per_vhost[vhost]["bindings"].append(tuple(binding))
+        decoded: dict[int, Message] = {}
+        for (vhost, queue), entries in snapshot.messages.items():
+            per_vhost[vhost]["messages"][queue] = [
+                (seq, _decode_once(decoded, data)) for seq, data in entries
+            ]
+        for name, parts in per_vhost.items():
+            vhost = self.vhosts.get(name)
+            if vhost is None:
+                vhost = self.vhosts[name] = VHost(name, self.store)
+            vhost.restore(parts["exchanges"], parts["queues"], parts["bindings"], parts["messages"])
+        self.retained.restore(snapshot.retained)
+        self.sessions = dict(snapshot.sessions)
+
+    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Housekeeping once a second: message and queue expiry."""
+        task_status.started()
+        while True:
+            await trio.sleep(1)
+            for vhost in list(self.vhosts.values()):
+                vhost.tick()
+
+
+def _decode_once(decoded: dict[int, Message], data: bytes) -> Message:
+    """A message stored once but queued in several queues is recovered as one object."""
+    key = id(data)
+    message = decoded.get(key)
+    if message is None:
+        message = decoded[key] = decode_message(data)
+    return message

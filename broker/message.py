@@ -1,0 +1,167 @@
+"""The protocol-neutral message.
+
+A message is body bytes plus AMQP-style properties (SPEC "The routing core").  The body is
+never copied or re-encoded on its way through the core; front ends cache their wire
+encoding on the message (``cache``) so a fan-out to many subscribers of one protocol encodes
+once, and keep protocol-specific originals in ``extra`` so a message reaches a consumer of
+its own protocol exactly as it was sent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import msgpack
+
+PROPERTY_NAMES = (
+    "content_type",
+    "content_encoding",
+    "headers",
+    "delivery_mode",
+    "priority",
+    "correlation_id",
+    "reply_to",
+    "expiration",
+    "message_id",
+    "timestamp",
+    "type",
+    "user_id",
+    "app_id",
+)
+
+_ids = itertools.count(1)
+
+
+class Properties:
+    """AMQP 0-9-1 basic properties; ``None`` means absent."""
+
+    __slots__ = PROPERTY_NAMES
+
+    def __init__(self, **values: Any) -> None:
+        for name in PROPERTY_NAMES:
+            setattr(self, name, values.pop(name, None))
+        if values:
+            raise TypeError(f"unknown properties: {', '.join(values)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The properties that are set."""
+        return {n: v for n in PROPERTY_NAMES if (v := getattr(self, n)) is not None}
+
+    def copy(self) -> Properties:
+        return Properties(**self.to_dict())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Properties) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"Properties({self.to_dict()!r})"
+
+
+EMPTY_PROPERTIES = Properties()
+
+
+class Message:
+    """One published message as it travels through exchanges and queues.
+
+    ``expires_at`` is absolute wall-clock time (seconds) so that expiry keeps counting down
+    while the message is queued and across restarts.  ``origin`` identifies the publishing
+    connection (for MQTT no-local and for not echoing bridged messages back); ``publisher``
+    is the authenticated user name.
+    """
+
+    __slots__ = (
+        "id",
+        "exchange",
+        "routing_key",
+        "body",
+        "properties",
+        "persistent",
+        "expires_at",
+        "origin",
+        "publisher",
+        "extra",
+        "cache",
+    )
+
+    def __init__(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: Properties = EMPTY_PROPERTIES,
+        *,
+        expires_at: float | None = None,
+        origin: object = None,
+        publisher: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.id = next(_ids)
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.body = body
+        self.properties = properties
+        self.persistent = properties.delivery_mode == 2
+        self.expires_at = expires_at
+        self.origin = origin
+        self.publisher = publisher
+        self.extra = extra
+        self.cache: dict[Any, Any] | None = None
+
+    def expired(self, now: float | None = None) -> bool:
+        return self.expires_at is not None and (now or time.time()) >= self.expires_at
+
+    def remaining_ttl(self, now: float | None = None) -> float | None:
+        """Seconds left before expiry, or None for no expiry."""
+        if self.expires_at is None:
+            return None
+        return max(0.0, self.expires_at - (now or time.time()))
+
+    def derive(self, exchange: str, routing_key: str, properties: Properties) -> Message:
+        """A new message with the same body and origin (dead-lettering, republishing)."""
+        return Message(
+            exchange,
+            routing_key,
+            self.body,
+            properties,
+            expires_at=None,
+            origin=self.origin,
+            publisher=self.publisher,
+            extra=self.extra,
+        )
+
+    def __repr__(self) -> str:
+        return f"Message({self.exchange!r}, {self.routing_key!r}, {self.body[:32]!r})"
+
+
+def encode_message(message: Message) -> bytes:
+    """The stored form of a message: msgpack of its durable fields."""
+    props = message.properties.to_dict()
+    return msgpack.packb(
+        (
+            message.exchange,
+            message.routing_key,
+            message.body,
+            props,
+            message.expires_at,
+            message.publisher,
+            message.extra,
+        ),
+        use_bin_type=True,
+    )
+
+
+def decode_message(data: bytes) -> Message:
+    exchange, routing_key, body, props, expires_at, publisher, extra = msgpack.unpackb(
+        data, raw=False, strict_map_key=False
+    )
+    return Message(
+        exchange,
+        routing_key,
+        body,
+        Properties(**props) if props else EMPTY_PROPERTIES,
+        expires_at=expires_at,
+        publisher=publisher,
+        extra=extra,
+    )

@@ -1,0 +1,506 @@
+"""Queues: FIFO buffers between exchanges and consumers.
+
+A queue pushes messages to consumers that say they are ready (credit from prefetch or an
+inflight window, room in their write buffer) and keeps every delivery that awaits an ack
+under its sequence number until it is acked, rejected or requeued.  Consumers are
+protocol objects (an AMQP consumer, an MQTT session, a WebSocket subscription) that
+implement the small ``Consumer`` protocol below.
+
+Durability: a persistent message on a durable queue is handed to the store's write-behind
+log at enqueue and removed at ack; the publisher waits for ``store.sync()`` before it
+confirms, so confirms always follow the fsync.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Protocol
+
+from broker.errors import PreconditionFailed
+from broker.message import Message, encode_message
+
+if TYPE_CHECKING:
+    from broker.store.base import Store
+    from broker.vhost import VHost
+
+#: Outcomes of ``Queue.publish``.
+REJECTED, ACCEPTED, STORED = 0, 1, 2
+
+OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
+
+
+class Consumer(Protocol):
+    """What a queue needs from whoever consumes it."""
+
+    def ready(self) -> bool:
+        """Whether one more delivery can be taken now."""
+
+    def deliver(self, queue: Queue, entry: Entry) -> bool:
+        """Take a delivery; True when it awaits an ack under ``entry.seq``, False when it
+        was settled on delivery (no-ack consumers, MQTT QoS 0)."""
+
+    def queue_deleted(self, queue: Queue) -> None:
+        """The queue went away under the consumer (consumer cancel notification)."""
+
+
+class Entry:
+    """A message's place in one queue."""
+
+    __slots__ = ("message", "seq", "redelivered", "deadline", "stored", "consumer")
+
+    def __init__(self, message: Message, seq: int, deadline: float | None) -> None:
+        self.message = message
+        self.seq = seq
+        self.redelivered = False
+        self.deadline = deadline
+        self.stored = False
+        self.consumer: Consumer | None = None
+
+    def expired(self, now: float) -> bool:
+        deadline = self.deadline
+        expires_at = self.message.expires_at
+        return (deadline is not None and now >= deadline) or (
+            expires_at is not None and now >= expires_at
+        )
+
+
+def stored_form(message: Message) -> bytes:
+    """Encode a message for the store once, however many queues it lands in."""
+    cache = message.cache
+    if cache is None:
+        cache = message.cache = {}
+    data = cache.get("store")
+    if data is None:
+        data = cache["store"] = encode_message(message)
+    return data
+
+
+class QueueArguments:
+    """The x-arguments a queue honours, validated once at declare time."""
+
+    __slots__ = (
+        "message_ttl",
+        "expires",
+        "max_length",
+        "max_length_bytes",
+        "overflow",
+        "dead_letter_exchange",
+        "dead_letter_routing_key",
+        "max_priority",
+    )
+
+    def __init__(self, arguments: dict[str, Any]) -> None:
+        self.message_ttl = _non_negative(arguments, "x-message-ttl")
+        self.expires = _non_negative(arguments, "x-expires", positive=True)
+        self.max_length = _non_negative(arguments, "x-max-length")
+        self.max_length_bytes = _non_negative(arguments, "x-max-length-bytes")
+        self.overflow = arguments.get("x-overflow", "drop-head")
+        if self.overflow not in OVERFLOW_MODES:
+            raise PreconditionFailed(f"invalid x-overflow {self.overflow!r}")
+        self.dead_letter_exchange = arguments.get("x-dead-letter-exchange")
+        self.dead_letter_routing_key = arguments.get("x-dead-letter-routing-key")
+        self.max_priority = _non_negative(arguments, "x-max-priority")
+        if self.max_priority is not None and self.max_priority > 255:
+            raise PreconditionFailed("x-max-priority must be at most 255")
+
+
+def _non_negative(arguments: dict[str, Any], name: str, positive: bool = False) -> int | None:
+    value = arguments.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < (1 if positive else 0):
+        raise PreconditionFailed(f"invalid {name} {value!r}")
+    return value
+
+
+class Queue:
+    """A FIFO queue with consumers, acks, TTL, length limits and dead-lettering."""
+
+    is_exchange = False
+
+    def __init__(
+        self,
+        vhost: VHost,
+        name: str,
+        *,
+        durable: bool = True,
+        exclusive_owner: object = None,
+        auto_delete: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> None:
+        self.vhost = vhost
+        self.name = name
+        self.durable = durable
+        self.exclusive_owner = exclusive_owner
+        self.auto_delete = auto_delete
+        self.arguments = arguments or {}
+        self.args = QueueArguments(self.arguments)
+        self.deleted = False
+        self.consumers: list[Consumer] = []
+        self.unacked: dict[int, Entry] = {}
+        self.ready_bytes = 0
+        self.last_used = time.monotonic()
+        self.published = 0
+        self.delivered = 0
+        self._ever_consumed = False
+        self._ready: deque[Entry] = deque()
+        self._next_seq = 1
+        self._rr = 0
+        self._ttl = None if self.args.message_ttl is None else self.args.message_ttl / 1000
+
+    @property
+    def store(self) -> Store:
+        return self.vhost.store
+
+    def __len__(self) -> int:
+        """Messages ready for delivery (the AMQP message count)."""
+        return len(self._ready)
+
+    def record(self) -> dict:
+        return {
+            "durable": self.durable,
+            "auto_delete": self.auto_delete,
+            "arguments": self.arguments,
+            "next_seq": self._next_seq,
+        }
+
+    # -- publishing ---------------------------------------------------------------------
+
+    def publish(self, message: Message) -> int:
+        """Enqueue a routed message; returns REJECTED, ACCEPTED or STORED (durably logged,
+        so the publisher must await ``store.sync()`` before confirming)."""
+        args = self.args
+        if (args.max_length is not None or args.max_length_bytes is not None) and not (
+            self._make_room(message)
+        ):
+            if args.overflow == "reject-publish-dlx":
+                self._dead_letter_message(message, "maxlen")
+            return REJECTED
+        ttl = self._ttl
+        entry = Entry(message, self._next_seq, None if ttl is None else time.time() + ttl)
+        self._next_seq += 1
+        self.published += 1
+        outcome = ACCEPTED
+        if message.persistent and self.durable:
+            self.store.enqueue(
+                self.vhost.name, self.name, entry.seq, message.id, stored_form(message)
+            )
+            entry.stored = True
+            outcome = STORED
+        if ttl == 0 or (not self._ready and self.consumers):
+            consumer = self._next_consumer()
+            if consumer is not None:
+                self._deliver(consumer, entry)
+                return outcome
+            if ttl == 0:
+                self._dead_letter(entry, "expired")
+                return outcome
+        self._push(entry)
+        return outcome
+
+    def restore(self, seq: int, message: Message) -> None:
+        """Put back a message recovered from the store (startup only)."""
+        entry = Entry(message, seq, None)
+        entry.stored = True
+        self._next_seq = max(self._next_seq, seq + 1)
+        self._push(entry)
+
+    def _make_room(self, message: Message) -> bool:
+        args = self.args
+        size = len(message.body)
+        while self._ready and (
+            (args.max_length is not None and len(self._ready) >= args.max_length)
+            or (
+                args.max_length_bytes is not None
+                and self.ready_bytes + size > args.max_length_bytes
+            )
+        ):
+            if args.overflow != "drop-head":
+                return False
+            self._dead_letter(self._pop(), "maxlen")
+        if args.max_length == 0 or (
+            args.max_length_bytes is not None and size > args.max_length_bytes
+        ):
+            if args.overflow != "drop-head":
+                return False
+            self._dead_letter_message(message, "maxlen")
+            return False
+        return True
+
+    # -- consumers ----------------------------------------------------------------------
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        self.consumers.append(consumer)
+        self._ever_consumed = True
+        self.last_used = time.monotonic()
+        self.dispatch()
+
+    def remove_consumer(self, consumer: Consumer, *, requeue: bool = True) -> None:
+        """Detach a consumer; with ``requeue`` its unacked deliveries go back to the queue."""
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+        if requeue:
+            self.requeue([s for s, e in self.unacked.items() if e.consumer is consumer])
+        self.last_used = time.monotonic()
+        if self.auto_delete and self._ever_consumed and not self.consumers:
+            self.vhost.delete_queue(self.name)
+
+    def dispatch(self) -> None:
+        """Deliver ready messages while some consumer has room."""
+        ready = self._ready
+        if not ready or not self.consumers:
+            return
+        while ready:
+            consumer = self._next_consumer()
+            if consumer is None:
+                return
+            entry = self._pop()
+            if (
+                entry.deadline is not None or entry.message.expires_at is not None
+            ) and entry.expired(time.time()):
+                self._dead_letter(entry, "expired")
+                continue
+            self._deliver(consumer, entry)
+
+    def get(self, consumer: Consumer | None) -> Entry | None:
+        """basic.get: take one ready message; with a consumer it awaits an ack."""
+        self.last_used = time.monotonic()
+        now = time.time()
+        while self._ready:
+            entry = self._pop()
+            if entry.expired(now):
+                self._dead_letter(entry, "expired")
+                continue
+            self.delivered += 1
+            if consumer is None:
+                self._settle(entry)
+            else:
+                entry.consumer = consumer
+                self.unacked[entry.seq] = entry
+            return entry
+        return None
+
+    def _next_consumer(self) -> Consumer | None:
+        consumers = self.consumers
+        n = len(consumers)
+        if n == 1:
+            only = consumers[0]
+            return only if only.ready() else None
+        for k in range(n):
+            index = (self._rr + k) % n
+            consumer = consumers[index]
+            if consumer.ready():
+                self._rr = index + 1
+                return consumer
+        return None
+
+    def _deliver(self, consumer: Consumer, entry: Entry) -> None:
+        self.delivered += 1
+        if consumer.deliver(self, entry):
+            entry.consumer = consumer
+            self.unacked[entry.seq] = entry
+        else:
+            self._settle(entry)
+
+    # -- acknowledgements ---------------------------------------------------------------
+
+    def ack(self, seq: int) -> bool:
+        entry = self.unacked.pop(seq, None)
+        if entry is None:
+            return False
+        self._settle(entry)
+        return True
+
+    def reject(self, seq: int, requeue: bool) -> bool:
+        """nack/reject one delivery: back to the head of the queue, or dead-lettered."""
+        if requeue:
+            return self.requeue([seq]) == 1
+        entry = self.unacked.pop(seq, None)
+        if entry is None:
+            return False
+        self._dead_letter(entry, "rejected")
+        return True
+
+    def requeue(self, seqs: list[int]) -> int:
+        """Return unacked deliveries to the head of the queue in their original order."""
+        entries = [e for s in seqs if (e := self.unacked.pop(s, None)) is not None]
+        entries.sort(key=lambda e: e.seq, reverse=True)
+        for entry in entries:
+            entry.redelivered = True
+            entry.consumer = None
+            self._push_front(entry)
+        if entries:
+            self.dispatch()
+        return len(entries)
+
+    def settle_unacked(self, seq: int) -> Entry | None:
+        """Hand a delivery over for good (a session that keeps inflight state itself)."""
+        return self.unacked.pop(seq, None)
+
+    def _settle(self, entry: Entry) -> None:
+        if entry.stored:
+            self.store.dequeue(self.vhost.name, self.name, entry.seq)
+            entry.stored = False
+
+    # -- purge, expiry, dead-lettering --------------------------------------------------
+
+    def purge(self) -> int:
+        count = len(self._ready)
+        for entry in self._drain():
+            entry.stored = False
+        self.ready_bytes = 0
+        if self.durable:
+            self.store.purge(self.vhost.name, self.name)
+        return count
+
+    def expire(self, now: float) -> None:
+        """Drop expired messages at the head (RabbitMQ expires only from the head)."""
+        while self._ready and self._peek().expired(now):
+            self._dead_letter(self._pop(), "expired")
+
+    def close(self) -> None:
+        """The queue is deleted: tell consumers, forget messages."""
+        self.deleted = True
+        for consumer in list(self.consumers):
+            consumer.queue_deleted(self)
+        self.consumers.clear()
+        self._drain()
+        self.unacked.clear()
+
+    def _dead_letter(self, entry: Entry, reason: str) -> None:
+        self._settle(entry)
+        self._dead_letter_message(entry.message, reason)
+
+    def _dead_letter_message(self, message: Message, reason: str) -> None:
+        exchange = self.args.dead_letter_exchange
+        if exchange is None:
+            return
+        routing_key = self.args.dead_letter_routing_key or message.routing_key
+        properties = message.properties.copy()
+        headers = dict(properties.headers or {})
+        deaths: list[dict] = list(headers.get("x-death") or [])
+        for death in deaths:
+            if death.get("queue") == self.name and death.get("reason") == reason:
+                if reason != "rejected":
+                    return  # a dead-letter cycle without rejection: drop, as RabbitMQ does
+                death["count"] = death.get("count", 1) + 1
+                break
+        else:
+            deaths.insert(
+                0,
+                {
+                    "count": 1,
+                    "reason": reason,
+                    "queue": self.name,
+                    "time": int(time.time()),
+                    "exchange": message.exchange,
+                    "routing-keys": [message.routing_key],
+                },
+            )
+        headers["x-death"] = deaths
+        headers.setdefault("x-first-death-reason", reason)
+        headers.setdefault("x-first-death-queue", self.name)
+        headers.setdefault("x-first-death-exchange", message.exchange)
+        properties.headers = headers
+        properties.expiration = None
+        self.vhost.publish(message.derive(exchange, routing_key, properties))
+
+    # -- the ready list (a priority queue overrides these) ------------------------------
+
+    def _push(self, entry: Entry) -> None:
+        self._ready.append(entry)
+        self.ready_bytes += len(entry.message.body)
+
+    def _push_front(self, entry: Entry) -> None:
+        self._ready.appendleft(entry)
+        self.ready_bytes += len(entry.message.body)
+
+    def _pop(self) -> Entry:
+        entry = self._ready.popleft()
+        self.ready_bytes -= len(entry.message.body)
+        return entry
+
+    def _peek(self) -> Entry:
+        return self._ready[0]
+
+    def _drain(self) -> list[Entry]:
+        entries = list(self._ready)
+        self._ready.clear()
+        return entries
+
+
+class PriorityQueue(Queue):
+    """x-max-priority: one FIFO per priority level, highest served first."""
+
+    def __init__(self, vhost: VHost, name: str, **kwargs: Any) -> None:
+        super().__init__(vhost, name, **kwargs)
+        self._levels: list[deque[Entry]] = [deque() for _ in range(self.args.max_priority + 1)]
+        self._count = 0
+        self._ready = _CountView(self)  # type: ignore[assignment]
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _level(self, entry: Entry) -> deque[Entry]:
+        priority = entry.message.properties.priority or 0
+        return self._levels[min(max(priority, 0), len(self._levels) - 1)]
+
+    def _push(self, entry: Entry) -> None:
+        self._level(entry).append(entry)
+        self._count += 1
+        self.ready_bytes += len(entry.message.body)
+
+    def _push_front(self, entry: Entry) -> None:
+        self._level(entry).appendleft(entry)
+        self._count += 1
+        self.ready_bytes += len(entry.message.body)
+
+    def _pop(self) -> Entry:
+        for level in reversed(self._levels):
+            if level:
+                entry = level.popleft()
+                self._count -= 1
+                self.ready_bytes -= len(entry.message.body)
+                return entry
+        raise IndexError("pop from an empty queue")
+
+    def _peek(self) -> Entry:
+        for level in reversed(self._levels):
+            if level:
+                return level[0]
+        raise IndexError("peek into an empty queue")
+
+    def _drain(self) -> list[Entry]:
+        entries = [e for level in reversed(self._levels) for e in level]
+        for level in self._levels:
+            level.clear()
+        self._count = 0
+        return entries
+
+
+class _CountView:
+    """Lets the base class's ``if self._ready`` / ``len(self._ready)`` see all levels."""
+
+    __slots__ = ("_queue",)
+
+    def __init__(self, queue: PriorityQueue) -> None:
+        self._queue = queue
+
+    def __len__(self) -> int:
+        return self._queue._count
+
+    def __bool__(self) -> bool:
+        return self._queue._count > 0
+
+    def __getitem__(self, index: int) -> Entry:
+        if index != 0:
+            raise IndexError(index)
+        return self._queue._peek()
+
+
+def make_queue(vhost: VHost, name: str, **kwargs: Any) -> Queue:
+    arguments = kwargs.get("arguments") or {}
+    if arguments.get("x-max-priority") is not None:
+        return PriorityQueue(vhost, name, **kwargs)
+    return Queue(vhost, name, **kwargs)

@@ -1,0 +1,150 @@
+"""The server runtime: opens the store, recovers the core, binds listeners, and wires each
+listener to its protocol front end.  This is the one module that knows every protocol."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import trio
+
+from broker import sysinfo, tls
+from broker.acl import TopicACL
+from broker.auth import UserDB
+from broker.config import Config
+from broker.core import Broker
+from broker.log import event, setup_logging
+from broker.store.sqlite import SqliteStore
+from protocols.mqtt.frontend import MQTTFrontEnd
+from protocols.mqtt.server import serve as serve_mqtt
+
+log = logging.getLogger("broker")
+
+Handler = Callable[[trio.abc.Stream, str, bool], Awaitable[None]]
+
+
+def peer_of(stream: trio.abc.Stream) -> tuple[str, bool]:
+    """(printable peer address, whether it is loopback) for a TCP or TLS stream."""
+    sock = _socket_of(stream)
+    try:
+        host, port = sock.getpeername()[:2]
+    except OSError:
+        return "unknown", False
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return f"{host}:{port}", loopback
+
+
+def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType:
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    return stream.socket
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.data_dir = Path(config.store.data_dir)
+        self.addresses: dict[str, tuple[str, int]] = {}
+        self.store = SqliteStore(self.data_dir)
+        self.users = UserDB(
+            allow_anonymous=config.auth.allow_anonymous,
+            guest_loopback_only=config.auth.guest_loopback_only,
+        )
+        self.broker = Broker(self.store, self.users, TopicACL(config.acl))
+
+    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until SIGINT/SIGTERM (or cancellation), then shut down in order: stop
+        accepting, close connections, commit what the store holds."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.broker.restore(await self.store.open())
+        self.users.on_change = self.store.put_user
+        self.users.ensure_default_users()
+        self.users.apply_config(self.config.users)
+        mqtt = MQTTFrontEnd(self.broker, self.config.mqtt)
+        try:
+            async with trio.open_nursery() as core:
+                await core.start(self.store.run)
+                await core.start(self.broker.run)
+                async with trio.open_nursery() as listeners:
+                    await self._listen(listeners, mqtt)
+                    if self.config.mqtt.sys_interval:
+                        listeners.start_soon(
+                            sysinfo.run, self.broker, self.config.mqtt.sys_interval
+                        )
+                    event(log, logging.INFO, "ready", data_dir=str(self.data_dir))
+                    task_status.started(self)
+                    await _wait_for_signal()
+                    event(log, logging.INFO, "shutting down")
+                    listeners.cancel_scope.cancel()
+                await self.store.sync()
+                core.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.store.close()
+            event(log, logging.INFO, "stopped")
+
+    async def _listen(self, nursery: trio.Nursery, mqtt: MQTTFrontEnd) -> None:
+        async def mqtt_handler(stream: trio.abc.Stream, peer: str, loopback: bool) -> None:
+            await serve_mqtt(mqtt, stream, peer=peer, peer_loopback=loopback)
+
+        await self._open("mqtt", mqtt_handler, nursery, tls_context=None)
+        if self.config.listener("mqtts") is not None:
+            await self._open("mqtts", mqtt_handler, nursery, tls_context=self._tls_context())
+
+    def _tls_context(self) -> ssl.SSLContext:
+        cfg = self.config.tls
+        if cfg.cert and cfg.key:
+            return tls.server_context(cfg.cert, cfg.key)
+        cert, key = tls.ensure_self_signed(self.data_dir, self.config.xmpp.domain)
+        return tls.server_context(cert, key)
+
+    async def _open(
+        self,
+        name: str,
+        handler: Handler,
+        nursery: trio.Nursery,
+        tls_context: ssl.SSLContext | None,
+    ) -> None:
+        address = self.config.listener(name)
+        if address is None:
+            return
+        host, port = address
+        tcp = await trio.open_tcp_listeners(port, host=host)
+        bound = tcp[0].socket.getsockname()
+        self.addresses[name] = (bound[0], bound[1])
+        listeners: list[trio.abc.Listener] = list(tcp)
+        if tls_context is not None:
+            listeners = [trio.SSLListener(t, tls_context, https_compatible=False) for t in tcp]
+
+        async def accept(stream: trio.abc.Stream) -> None:
+            sock = _socket_of(stream)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            peer, loopback = peer_of(stream)
+            await handler(stream, peer, loopback)
+
+        nursery.start_soon(trio.serve_listeners, accept, listeners)
+        event(log, logging.INFO, "listening", protocol=name, address=_format(bound))
+
+
+def _format(address: tuple) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def _wait_for_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            return
+
+
+def serve(config: Config) -> None:
+    setup_logging(config.log.level, config.log.format)
+    trio.run(Server(config).run)

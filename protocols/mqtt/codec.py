@@ -1,0 +1,770 @@
+"""Sans-I/O MQTT codec for 3.1 (level 3), 3.1.1 (level 4) and 5.0 (level 5).
+
+The decoder works on one ``bytes`` object per ``feed`` and indexes into it with absolute
+offsets, so a packet costs a few slices and no per-byte Python loop. PUBLISH and the
+acknowledgements have dedicated fast paths because they dominate broker traffic.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from protocols.mqtt.properties import (
+    CONNACK,
+    CONNECT,
+    MALFORMED,
+    PROTOCOL_ERROR,
+    PUBLISH,
+    SUBACK,
+    SUBSCRIBE,
+    UNSUBACK,
+    UNSUBSCRIBE,
+    WILL,
+    MQTTError,
+    decode_properties,
+    encode_binary,
+    encode_properties,
+    encode_str,
+    encode_varint,
+    read_binary,
+    read_str,
+    read_varint,
+)
+
+__all__ = [
+    "Auth",
+    "Connack",
+    "Connect",
+    "Decoder",
+    "Disconnect",
+    "MQTTError",
+    "Packet",
+    "Pingreq",
+    "Pingresp",
+    "Puback",
+    "Pubcomp",
+    "Publish",
+    "Pubrec",
+    "Pubrel",
+    "Suback",
+    "Subscribe",
+    "SubscriptionOptions",
+    "Unsuback",
+    "Unsubscribe",
+    "Will",
+    "encode",
+    "encode_puback",
+    "encode_publish",
+    "valid_topic_filter",
+    "valid_topic_name",
+]
+
+PACKET_TOO_LARGE = 0x95
+UNSUPPORTED_PROTOCOL_VERSION = 0x84
+CLIENT_ID_NOT_VALID = 0x85
+TOPIC_NAME_INVALID = 0x90
+
+_PROTOCOL_NAMES = {3: "MQIsdp", 4: "MQTT", 5: "MQTT"}
+
+# --- packets --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Will:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    properties: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Connect:
+    protocol_name: str
+    protocol_level: int
+    clean_start: bool
+    keepalive: int
+    client_id: str
+    username: str | None = None
+    password: bytes | None = None
+    will: Will | None = None
+    properties: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Connack:
+    session_present: bool
+    reason_code: int
+    properties: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Publish:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    dup: bool
+    packet_id: int | None
+    properties: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Ack:
+    packet_id: int
+    reason_code: int = 0
+    properties: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Puback(_Ack):
+    pass
+
+
+@dataclass(slots=True)
+class Pubrec(_Ack):
+    pass
+
+
+@dataclass(slots=True)
+class Pubrel(_Ack):
+    pass
+
+
+@dataclass(slots=True)
+class Pubcomp(_Ack):
+    pass
+
+
+@dataclass(slots=True)
+class SubscriptionOptions:
+    qos: int
+    no_local: bool = False
+    retain_as_published: bool = False
+    retain_handling: int = 0
+
+
+@dataclass(slots=True)
+class Subscribe:
+    packet_id: int
+    topics: list[tuple[str, SubscriptionOptions]]
+    properties: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Suback:
+    packet_id: int
+    reason_codes: list[int]
+    properties: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Unsubscribe:
+    packet_id: int
+    filters: list[str]
+    properties: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Unsuback:
+    packet_id: int
+    reason_codes: list[int] = field(default_factory=list)
+    properties: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Pingreq:
+    pass
+
+
+@dataclass(slots=True)
+class Pingresp:
+    pass
+
+
+@dataclass(slots=True)
+class Disconnect:
+    reason_code: int = 0
+    properties: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Auth:
+    reason_code: int = 0
+    properties: dict = field(default_factory=dict)
+
+
+Packet = (
+    Connect
+    | Connack
+    | Publish
+    | Puback
+    | Pubrec
+    | Pubrel
+    | Pubcomp
+    | Subscribe
+    | Suback
+    | Unsubscribe
+    | Unsuback
+    | Pingreq
+    | Pingresp
+    | Disconnect
+    | Auth
+)
+
+# --- topic validation -----------------------------------------------------------------
+
+
+def valid_topic_name(topic: str) -> bool:
+    """A topic name to publish to: non-empty, no wildcard, no U+0000."""
+    return bool(topic) and "+" not in topic and "#" not in topic and "\x00" not in topic
+
+
+def valid_topic_filter(topic_filter: str) -> bool:
+    """A subscription filter: '+' fills a whole level, '#' a whole level and only the last."""
+    if not topic_filter or "\x00" in topic_filter:
+        return False
+    if "+" not in topic_filter and "#" not in topic_filter:
+        return True
+    levels = topic_filter.split("/")
+    last = len(levels) - 1
+    for index, level in enumerate(levels):
+        if "#" in level and (level != "#" or index != last):
+            return False
+        if "+" in level and level != "+":
+            return False
+    return True
+
+
+# --- decoding -------------------------------------------------------------------------
+
+
+def _build_header_errors(level5: bool) -> list[str | None]:
+    """Map every possible first byte to why it is invalid, or None when it is fine."""
+    errors: list[str | None] = []
+    for byte in range(256):
+        kind, flags = byte >> 4, byte & 0x0F
+        if kind == 0 or (kind == 15 and not level5):
+            errors.append(f"unknown packet type {kind}")
+        elif kind == 3:
+            if flags & 0x06 == 0x06:
+                errors.append("PUBLISH with QoS 3")
+            elif flags & 0x08 and not flags & 0x06:
+                errors.append("PUBLISH with QoS 0 and DUP set")
+            else:
+                errors.append(None)
+        elif flags != (0b0010 if kind in (6, 8, 10) else 0):
+            errors.append(f"reserved flags 0x{flags:x} on packet type {kind}")
+        else:
+            errors.append(None)
+    return errors
+
+
+_HEADER_ERRORS_V4 = _build_header_errors(level5=False)
+_HEADER_ERRORS_V5 = _build_header_errors(level5=True)
+
+
+def _short(name: str) -> MQTTError:
+    return MQTTError(f"{name} packet too short")
+
+
+def _expect_end(pos: int, end: int, name: str) -> None:
+    """Reject bytes left over after the last field of a packet."""
+    if pos != end:
+        raise MQTTError(f"{name} has {end - pos} unexpected trailing bytes")
+
+
+def _packet_id(buf: bytes, pos: int, end: int, name: str) -> int:
+    """Read the two-byte packet identifier that must be non-zero (MQTT-2.3.1-1)."""
+    if pos + 2 > end:
+        raise _short(name)
+    packet_id = buf[pos] << 8 | buf[pos + 1]
+    if not packet_id:
+        raise MQTTError(f"{name} with packet identifier 0", PROTOCOL_ERROR)
+    return packet_id
+
+
+def _decode_connect(dec: Decoder, b0: int, buf: bytes, pos: int, end: int) -> Connect:
+    name, pos = read_str(buf, pos, end)
+    if name not in ("MQTT", "MQIsdp"):
+        raise MQTTError(f"unknown protocol name {name!r}")
+    if pos + 4 > end:
+        raise _short("CONNECT")
+    level, flags = buf[pos], buf[pos + 1]
+    keepalive = buf[pos + 2] << 8 | buf[pos + 3]
+    if _PROTOCOL_NAMES.get(level) != name:
+        raise MQTTError(f"unsupported protocol {name} level {level}", UNSUPPORTED_PROTOCOL_VERSION)
+    dec.protocol_level = level
+    _check_connect_flags(flags, level)
+    pos += 4
+    properties: dict = {}
+    if level == 5:
+        properties, pos = decode_properties(buf, pos, CONNECT, end)
+    client_id, pos = read_str(buf, pos, end)
+    if not client_id and level != 5 and not flags & 0x02:
+        raise MQTTError("empty client identifier needs clean session", CLIENT_ID_NOT_VALID)
+    will = None
+    if flags & 0x04:
+        will, pos = _decode_will(flags, level, buf, pos, end)
+    username = password = None
+    if flags & 0x80:
+        username, pos = read_str(buf, pos, end)
+    if flags & 0x40:
+        password, pos = read_binary(buf, pos, end)
+    _expect_end(pos, end, "CONNECT")
+    return Connect(
+        name, level, bool(flags & 0x02), keepalive, client_id, username, password, will, properties
+    )
+
+
+def _check_connect_flags(flags: int, level: int) -> None:
+    """Connect flags rules of MQTT-3.1.2-3 (reserved bit) and the will and password rules."""
+    if flags & 0x01:
+        raise MQTTError("reserved connect flag set")
+    will_qos = flags >> 3 & 3
+    if not flags & 0x04 and flags & 0x38:
+        raise MQTTError("will QoS or retain set without the will flag")
+    if will_qos == 3:
+        raise MQTTError("will QoS 3")
+    if level != 5 and flags & 0x40 and not flags & 0x80:
+        raise MQTTError("password flag without username flag")
+
+
+def _decode_will(flags: int, level: int, buf: bytes, pos: int, end: int) -> tuple[Will, int]:
+    properties: dict = {}
+    if level == 5:
+        properties, pos = decode_properties(buf, pos, WILL, end)
+    topic, pos = read_str(buf, pos, end)
+    if not valid_topic_name(topic):
+        raise MQTTError(f"invalid will topic {topic!r}", TOPIC_NAME_INVALID)
+    payload, pos = read_binary(buf, pos, end)
+    return Will(topic, payload, flags >> 3 & 3, bool(flags & 0x20), properties), pos
+
+
+def _decode_connack(dec: Decoder, b0: int, buf: bytes, pos: int, end: int) -> Connack:
+    if pos + 2 > end:
+        raise _short("CONNACK")
+    ack_flags, reason_code = buf[pos], buf[pos + 1]
+    if ack_flags & 0xFE:
+        raise MQTTError("reserved CONNACK flags set")
+    pos += 2
+    properties: dict = {}
+    if dec.protocol_level == 5:
+        properties, pos = decode_properties(buf, pos, CONNACK, end)
+    _expect_end(pos, end, "CONNACK")
+    return Connack(bool(ack_flags), reason_code, properties)
+
+
+def _decode_publish(dec: Decoder, b0: int, buf: bytes, pos: int, end: int) -> Publish:
+    if pos + 2 > end:
+        raise _short("PUBLISH")
+    stop = pos + 2 + (buf[pos] << 8 | buf[pos + 1])
+    if stop > end:
+        raise MQTTError("PUBLISH topic length runs past the end of the packet")
+    try:
+        topic = buf[pos + 2 : stop].decode()
+    except UnicodeDecodeError:
+        raise MQTTError("topic is not valid UTF-8") from None
+    if "\x00" in topic:
+        raise MQTTError("topic contains U+0000")
+    if "+" in topic or "#" in topic:
+        raise MQTTError(f"wildcard in topic name {topic!r}", TOPIC_NAME_INVALID)
+    qos = b0 >> 1 & 3
+    packet_id = None
+    if qos:
+        packet_id = _packet_id(buf, stop, end, "PUBLISH")
+        stop += 2
+    if dec.protocol_level != 5:
+        properties = {}
+        if not topic:
+            raise MQTTError("empty topic name", TOPIC_NAME_INVALID)
+    else:
+        if stop < end and not buf[stop]:  # the usual empty property block
+            properties = {}
+            stop += 1
+        else:
+            properties, stop = decode_properties(buf, stop, PUBLISH, end)
+        if not topic and "topic_alias" not in properties:
+            raise MQTTError("empty topic without topic alias", PROTOCOL_ERROR)
+    return Publish(topic, buf[stop:end], qos, b0 & 1 == 1, b0 & 8 == 8, packet_id, properties)
+
+
+def _decode_ack(dec: Decoder, b0: int, buf: bytes, pos: int, end: int) -> _Ack:
+    """PUBACK, PUBREC, PUBREL, PUBCOMP; in 5 the reason code and properties are optional."""
+    cls = _ACK_CLASSES[b0 >> 4]
+    if end - pos == 2:
+        return cls(buf[pos] << 8 | buf[pos + 1], 0, {})
+    if end - pos < 2 or dec.protocol_level != 5:
+        raise MQTTError(f"{cls.__name__.upper()} must have remaining length 2")
+    packet_id = buf[pos] << 8 | buf[pos + 1]
+    reason_code = buf[pos + 2]
+    properties: dict = {}
+    if end - pos > 3:
+        properties, pos = decode_properties(buf, pos + 3, b0 >> 4, end)
+        _expect_end(pos, end, cls.__name__.upper())
+    return cls(packet_id, reason_code, properties)
+
+
+def _decode_subscribe(dec: Decoder, b0: int, buf: bytes, pos: int, end: int) -> Subscribe:
+    packet_id = _packet_id(buf, pos, end, "SUBSCRIBE")
+    pos += 2
+    level5 = dec.protocol_level == 5
+    properties: dict = {}
+    if level5:
+        properties, pos = decode_properties(buf, pos, SUBSCRIBE, end)
+    topics = []
+    while pos < end:
+        topic_filter, pos = read_str(buf, pos, end)
+        if pos >= end:
+            raise MQTTError("SUBSCRIBE filter without subscription options")
+        topics.append((topic_filter, _subscription_options(buf[pos], level5)))
+        pos += 1
+    if not topics:
+        raise MQTTError("SUBSCRIBE without topic filters", PROTOCOL_ERROR)
+    return Subscribe(packet_id, topics, properties)
+
+
+def _subscription_options(byte: int, level5: bool) -> SubscriptionOptions:
+    """Options byte: reserved bits are malformed; QoS or Retain Handling 3 break the rules."""
+    if byte & (0xC0 if level5 else 0xFC):
+        raise MQTTError("reserved subscription option bits set")
+    qos = byte & 3
+    retain_handling = byte >> 4 & 3
+    # 3.1.1 calls QoS 3 malformed; 5.0 calls QoS 3 and Retain Handling 3 protocol errors.
+    if qos == 3:
+        raise MQTTError("subscription QoS 3", PROTOCOL_ERROR if level5 else MALFORMED)
+    if retain_handling == 3:
+        raise MQTTError("subscription retain handling 3", PROTOCOL_ERROR)
+    return SubscriptionOptions(qos, bool(byte & 0x04), bool(byte & 0x08), retain_handling)
+
+
+def _decode_suback(dec: Decoder, b0: int, buf: bytes, pos: int, end: int) -> Suback:
+    if pos + 2 > end:
+        raise _short("SUBACK")
+    packet_id = buf[pos] << 8 | buf[pos + 1]
+    properties: dict = {}
+    pos += 2
+    if dec.protocol_level == 5:
+        properties, pos = decode_properties(buf, pos, SUBACK, end)
+    return Suback(packet_id, list(buf[pos:end]), properties)
+
+
+def _decode_unsubscribe(dec: Decoder, b0: int, buf: bytes, pos: int, end: int) -> Unsubscribe:
+    packet_id = _packet_id(buf, pos, end, "UNSUBSCRIBE")
+    pos += 2
+    properties: dict = {}
+    if dec.protocol_level == 5:
+        properties, pos = decode_properties(buf, pos, UNSUBSCRIBE, end)
+    filters = []
+    while pos < end:
+        topic_filter, pos = read_str(buf, pos, end)
+        filters.append(topic_filter)
+    if not filters:
+        raise MQTTError("UNSUBSCRIBE without topic filters", PROTOCOL_ERROR)
+    return Unsubscribe(packet_id, filters, properties)
+
+
+def _decode_unsuback(dec: Decoder, b0: int, buf: bytes, pos: int, end: int) -> Unsuback:
+    if pos + 2 > end:
+        raise _short("UNSUBACK")
+    packet_id = buf[pos] << 8 | buf[pos + 1]
+    pos += 2
+    if dec.protocol_level != 5:
+        _expect_end(pos, end, "UNSUBACK")
+        return Unsuback(packet_id, [], {})
+    properties, pos = decode_properties(buf, pos, UNSUBACK, end)
+    return Unsuback(packet_id, list(buf[pos:end]), properties)
+
+
+def _decode_ping(dec: Decoder, b0: int, buf: bytes, pos: int, end: int) -> Pingreq | Pingresp:
+    cls = Pingreq if b0 >> 4 == 12 else Pingresp
+    _expect_end(pos, end, cls.__name__.upper())
+    return cls()
+
+
+def _decode_reason(dec: Decoder, b0: int, buf: bytes, pos: int, end: int) -> Disconnect | Auth:
+    """DISCONNECT and AUTH: in 5 an empty body means reason 0, properties are optional."""
+    cls = Disconnect if b0 >> 4 == 14 else Auth
+    if pos == end:
+        return cls(0, {})
+    if dec.protocol_level != 5:
+        raise MQTTError(f"{cls.__name__.upper()} must have remaining length 0")
+    properties: dict = {}
+    if end - pos > 1:
+        properties, stop = decode_properties(buf, pos + 1, b0 >> 4, end)
+        _expect_end(stop, end, cls.__name__.upper())
+    return cls(buf[pos], properties)
+
+
+_ACK_CLASSES: dict[int, type[_Ack]] = {4: Puback, 5: Pubrec, 6: Pubrel, 7: Pubcomp}
+
+_DECODERS = (
+    None,
+    _decode_connect,
+    _decode_connack,
+    _decode_publish,
+    _decode_ack,
+    _decode_ack,
+    _decode_ack,
+    _decode_ack,
+    _decode_subscribe,
+    _decode_suback,
+    _decode_unsubscribe,
+    _decode_unsuback,
+    _decode_ping,
+    _decode_ping,
+    _decode_reason,
+    _decode_reason,
+)
+
+
+def _remaining_length(buf: bytes, pos: int, n: int) -> tuple[int, int]:
+    """Decode a multi-byte remaining length; (-1, pos) means more bytes are needed."""
+    stop = min(pos + 4, n)
+    for index in range(pos, stop):
+        if buf[index] < 0x80:
+            return read_varint(buf, pos, index + 1)
+    if stop - pos == 4:
+        raise MQTTError("remaining length longer than 4 bytes")
+    return -1, pos
+
+
+class Decoder:
+    """Incremental decoder: feed it bytes as they arrive, get back whole packets.
+
+    After an MQTTError the decoder stays failed: the connection must be closed. The error
+    carries ``packets``, the packets decoded from the same feed before the bad one.
+    """
+
+    def __init__(self, max_packet_size: int = 268_435_455) -> None:
+        self.max_packet_size = max_packet_size
+        self.protocol_level = 4
+        self._pending = bytearray()
+        self._need = 0
+        self._error: MQTTError | None = None
+
+    def feed(self, data: bytes) -> list[Packet]:
+        """Return every packet completed by data; keep any partial packet for later."""
+        if self._error is not None:
+            raise self._error
+        if self._pending:
+            self._pending += data
+            if len(self._pending) < self._need:
+                return []
+            buf = bytes(self._pending)
+        else:
+            buf = data if type(data) is bytes else bytes(data)
+        packets: list[Packet] = []
+        try:
+            pos = self._decode(buf, packets)
+        except MQTTError as error:
+            error.packets = packets
+            self._error = error
+            raise
+        self._pending = bytearray(memoryview(buf)[pos:])
+        return packets
+
+    def _decode(self, buf: bytes, packets: list[Packet]) -> int:
+        """Append complete packets from buf to packets; return where the first partial starts."""
+        pos = 0
+        n = len(buf)
+        limit = self.max_packet_size
+        append = packets.append
+        errors = _HEADER_ERRORS_V5 if self.protocol_level == 5 else _HEADER_ERRORS_V4
+        while pos < n:
+            b0 = buf[pos]
+            if errors[b0] is not None:
+                raise MQTTError(errors[b0])
+            if pos + 1 == n:
+                self._need = 2
+                break
+            length = buf[pos + 1]
+            start = pos + 2
+            if length >= 0x80:
+                length, start = _remaining_length(buf, pos + 1, n)
+                if length < 0:
+                    self._need = n - pos + 1
+                    break
+            end = start + length
+            if end - pos > limit:
+                raise MQTTError(
+                    f"packet of {end - pos} bytes exceeds the maximum", PACKET_TOO_LARGE
+                )
+            if end > n:
+                self._need = end - pos
+                break
+            append(_DECODERS[b0 >> 4](self, b0, buf, start, end))
+            pos = end
+            if b0 == 0x10:  # CONNECT sets the protocol level, which selects the header rules
+                errors = _HEADER_ERRORS_V5 if self.protocol_level == 5 else _HEADER_ERRORS_V4
+        return pos
+
+
+# --- encoding -------------------------------------------------------------------------
+
+_HEAD_U16 = struct.Struct(">BBH").pack
+_U16 = struct.Struct(">H").pack
+
+
+def _frame(b0: int, body: bytes) -> bytes:
+    """Prefix a packet body with its fixed header."""
+    return bytes((b0,)) + encode_varint(len(body)) + body
+
+
+def encode_publish(
+    topic: str,
+    payload: bytes,
+    qos: int,
+    retain: bool,
+    dup: bool,
+    packet_id: int | None,
+    properties: dict | None,
+    protocol_level: int,
+) -> bytes:
+    """Encode a PUBLISH without building a Publish object (the broker's hottest path)."""
+    raw_topic = topic.encode()
+    props = encode_properties(properties) if protocol_level == 5 else b""
+    length = len(raw_topic) + len(props) + len(payload) + (4 if qos else 2)
+    b0 = 0x30 | qos << 1 | (1 if retain else 0) | (8 if dup else 0)
+    if length < 128:
+        head = _HEAD_U16(b0, length, len(raw_topic))
+    else:
+        head = bytes((b0,)) + encode_varint(length) + _U16(len(raw_topic))
+    if qos:
+        return b"".join((head, raw_topic, _U16(packet_id), props, payload))
+    return b"".join((head, raw_topic, props, payload))
+
+
+def encode_puback(packet_id: int) -> bytes:
+    """Encode a success PUBACK in its short form, valid in every protocol level."""
+    return _HEAD_U16(0x40, 2, packet_id)
+
+
+def _encode_connect(packet: Connect, protocol_level: int) -> bytes:
+    level5 = packet.protocol_level == 5
+    will = packet.will
+    flags = (0x02 if packet.clean_start else 0) | (0x80 if packet.username is not None else 0)
+    flags |= 0x40 if packet.password is not None else 0
+    parts = [encode_str(packet.protocol_name), b"", _U16(packet.keepalive)]
+    if level5:
+        parts.append(encode_properties(packet.properties))
+    parts.append(encode_str(packet.client_id))
+    if will is not None:
+        flags |= 0x04 | will.qos << 3 | (0x20 if will.retain else 0)
+        if level5:
+            parts.append(encode_properties(will.properties))
+        parts += (encode_str(will.topic), encode_binary(will.payload))
+    if packet.username is not None:
+        parts.append(encode_str(packet.username))
+    if packet.password is not None:
+        parts.append(encode_binary(packet.password))
+    parts[1] = bytes((packet.protocol_level, flags))
+    return _frame(0x10, b"".join(parts))
+
+
+def _encode_connack(packet: Connack, protocol_level: int) -> bytes:
+    body = bytes((1 if packet.session_present else 0, packet.reason_code))
+    if protocol_level == 5:
+        body += encode_properties(packet.properties)
+    return _frame(0x20, body)
+
+
+def _encode_publish(packet: Publish, protocol_level: int) -> bytes:
+    return encode_publish(
+        packet.topic,
+        packet.payload,
+        packet.qos,
+        packet.retain,
+        packet.dup,
+        packet.packet_id,
+        packet.properties,
+        protocol_level,
+    )
+
+
+def _encode_ack(packet: _Ack, protocol_level: int) -> bytes:
+    """Use the shortest form the protocol level allows for the ack's content."""
+    b0 = _ACK_HEADERS[type(packet)]
+    if protocol_level != 5 or (packet.reason_code == 0 and not packet.properties):
+        return _HEAD_U16(b0, 2, packet.packet_id)
+    body = _U16(packet.packet_id) + bytes((packet.reason_code,))
+    if packet.properties:
+        body += encode_properties(packet.properties)
+    return _frame(b0, body)
+
+
+def _encode_subscribe(packet: Subscribe, protocol_level: int) -> bytes:
+    parts = [_U16(packet.packet_id)]
+    if protocol_level == 5:
+        parts.append(encode_properties(packet.properties))
+    for topic_filter, options in packet.topics:
+        byte = options.qos
+        if protocol_level == 5:
+            byte |= options.no_local << 2 | options.retain_as_published << 3
+            byte |= options.retain_handling << 4
+        parts += (encode_str(topic_filter), bytes((byte,)))
+    return _frame(0x82, b"".join(parts))
+
+
+def _encode_suback(packet: Suback, protocol_level: int) -> bytes:
+    props = encode_properties(packet.properties) if protocol_level == 5 else b""
+    return _frame(0x90, _U16(packet.packet_id) + props + bytes(packet.reason_codes))
+
+
+def _encode_unsubscribe(packet: Unsubscribe, protocol_level: int) -> bytes:
+    parts = [_U16(packet.packet_id)]
+    if protocol_level == 5:
+        parts.append(encode_properties(packet.properties))
+    parts.extend(encode_str(topic_filter) for topic_filter in packet.filters)
+    return _frame(0xA2, b"".join(parts))
+
+
+def _encode_unsuback(packet: Unsuback, protocol_level: int) -> bytes:
+    if protocol_level != 5:
+        return _HEAD_U16(0xB0, 2, packet.packet_id)
+    body = _U16(packet.packet_id) + encode_properties(packet.properties)
+    return _frame(0xB0, body + bytes(packet.reason_codes))
+
+
+def _encode_ping(packet: Pingreq | Pingresp, protocol_level: int) -> bytes:
+    return b"\xc0\x00" if type(packet) is Pingreq else b"\xd0\x00"
+
+
+def _encode_reason(packet: Disconnect | Auth, protocol_level: int) -> bytes:
+    """DISCONNECT and AUTH drop the reason code and properties when they are the defaults."""
+    b0 = 0xE0 if type(packet) is Disconnect else 0xF0
+    if b0 == 0xF0 and protocol_level != 5:
+        raise ValueError("AUTH exists only in MQTT 5")
+    if protocol_level != 5 or (packet.reason_code == 0 and not packet.properties):
+        return bytes((b0, 0))
+    body = bytes((packet.reason_code,))
+    if packet.properties:
+        body += encode_properties(packet.properties)
+    return _frame(b0, body)
+
+
+_ACK_HEADERS = {Puback: 0x40, Pubrec: 0x50, Pubrel: 0x62, Pubcomp: 0x70}
+
+_ENCODERS = {
+    Connect: _encode_connect,
+    Connack: _encode_connack,
+    Publish: _encode_publish,
+    Puback: _encode_ack,
+    Pubrec: _encode_ack,
+    Pubrel: _encode_ack,
+    Pubcomp: _encode_ack,
+    Subscribe: _encode_subscribe,
+    Suback: _encode_suback,
+    Unsubscribe: _encode_unsubscribe,
+    Unsuback: _encode_unsuback,
+    Pingreq: _encode_ping,
+    Pingresp: _encode_ping,
+    Disconnect: _encode_reason,
+    Auth: _encode_reason,
+}
+
+
+def encode(packet: Packet, protocol_level: int = 4) -> bytes:
+    """Encode any packet; CONNECT uses its own protocol_level, the rest use the argument."""
+    return _ENCODERS[type(packet)](packet, protocol_level)

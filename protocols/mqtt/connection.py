@@ -1,0 +1,341 @@
+"""One MQTT connection as a sans-I/O state machine.
+
+Bytes go in through ``receive``; bytes to send collect in ``outbox`` (and ``on_output`` is
+called so the adapter wakes its writer).  Packets are handled in a plain loop against the
+core, so one read that carries a hundred PUBLISH packets routes them all and the replies go
+out in one write.  Acknowledgements of messages that reached a durable queue wait in
+``acks_after_sync`` until the adapter has awaited the store, then follow in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from broker import auth
+from broker.errors import BrokerError
+from broker.log import event
+from protocols.mqtt import codec
+from protocols.mqtt.codec import MQTTError
+from protocols.mqtt.mapping import message_from_publish
+
+if TYPE_CHECKING:
+    from protocols.mqtt.frontend import MQTTFrontEnd
+    from protocols.mqtt.session import Session
+
+log = logging.getLogger("broker.mqtt")
+
+#: Bytes queued for a peer beyond which its session stops taking deliveries.
+OUTPUT_HIGH_WATER = 1 << 20
+
+# CONNACK return codes of MQTT 3.1.1 (and their MQTT 5 reason codes).
+UNACCEPTABLE_PROTOCOL = (0x01, 0x84)
+IDENTIFIER_REJECTED = (0x02, 0x85)
+BAD_CREDENTIALS = (0x04, 0x86)
+NOT_AUTHORIZED = (0x05, 0x87)
+
+PINGRESP = b"\xd0\x00"
+SUBACK_FAILURE = 0x80
+
+
+class MQTTConnection:
+    def __init__(self, front: MQTTFrontEnd, *, peer: str, peer_loopback: bool) -> None:
+        self.front = front
+        self.broker = front.broker
+        self.peer = peer
+        self.peer_loopback = peer_loopback
+        self.decoder = codec.Decoder(front.settings.max_packet_size)
+        self.outbox = bytearray()
+        self.acks_after_sync: list[bytes] = []
+        self.on_output: Callable[[], None] = lambda: None
+        self.on_kick: Callable[[], None] = lambda: None
+        self.level = 4
+        self.connected = False
+        self.closing = False
+        self.keepalive = 0
+        self.client_id = ""
+        self.username = ""
+        self.session: Session | None = None
+        self.will: codec.Will | None = None
+        self._can_write = False
+
+    # -- driving ------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> None:
+        """Handle every complete packet in ``data``; protocol errors close the connection."""
+        stats = self.broker.stats
+        stats.bytes_received += len(data)
+        try:
+            packets = self.decoder.feed(data)
+        except MQTTError as exc:
+            self._handle_all(exc.packets)
+            if not self.closing:
+                self._protocol_error(exc)
+            return
+        self._handle_all(packets)
+
+    def _handle_all(self, packets: list) -> None:
+        session = self.session
+        acked = False
+        try:
+            for packet in packets:
+                if self.closing:
+                    return
+                kind = type(packet)
+                if kind is codec.Publish:
+                    self._publish(packet)
+                elif kind is codec.Puback and session is not None:
+                    session.puback(packet.packet_id)
+                    acked = True
+                else:
+                    self._control(packet)
+                    session = self.session
+                    acked = True
+        except MQTTError as exc:
+            self._protocol_error(exc)
+        finally:
+            self.broker.stats.messages_received += len(packets)
+            if acked and session is not None and not self.closing:
+                session.queue.dispatch()
+
+    def _control(self, packet: object) -> None:
+        if not self.connected:
+            if isinstance(packet, codec.Connect):
+                self._connect(packet)
+                return
+            raise MQTTError("first packet must be CONNECT", codec.PROTOCOL_ERROR)
+        session = self.session
+        kind = type(packet)
+        if kind is codec.Pubrel:
+            session.incoming_qos2.discard(packet.packet_id)
+            session._save()
+            self.write(bytes((0x70, 2)) + packet.packet_id.to_bytes(2, "big"))
+        elif kind is codec.Pubrec:
+            session.pubrec(packet.packet_id)
+            self.write(bytes((0x62, 2)) + packet.packet_id.to_bytes(2, "big"))
+        elif kind is codec.Pubcomp:
+            session.pubcomp(packet.packet_id)
+        elif kind is codec.Subscribe:
+            self._subscribe(packet)
+        elif kind is codec.Unsubscribe:
+            for topic_filter in packet.filters:
+                session.unsubscribe(topic_filter)
+            unsuback = codec.Unsuback(packet.packet_id, [0] * len(packet.filters))
+            self.write(codec.encode(unsuback, self.level))
+        elif kind is codec.Pingreq:
+            self.write(PINGRESP)
+        elif kind is codec.Disconnect:
+            self.will = None
+            self.closing = True
+        elif kind is codec.Connect:
+            raise MQTTError("second CONNECT", codec.PROTOCOL_ERROR)
+        else:
+            raise MQTTError(f"unexpected {kind.__name__}", codec.PROTOCOL_ERROR)
+
+    # -- CONNECT ------------------------------------------------------------------------
+
+    def _connect(self, packet: codec.Connect) -> None:
+        self.level = packet.protocol_level
+        if packet.protocol_level not in (3, 4):
+            self._refuse(UNACCEPTABLE_PROTOCOL, "protocol level not supported")
+            return
+        client_id = packet.client_id
+        if not client_id:
+            if not packet.clean_start:
+                self._refuse(IDENTIFIER_REJECTED, "empty client id needs clean session")
+                return
+            client_id = "auto-" + uuid.uuid4().hex
+        try:
+            user = self.broker.users.authenticate(
+                packet.username, packet.password, peer_loopback=self.peer_loopback
+            )
+        except auth.AuthError as exc:
+            code = BAD_CREDENTIALS if exc.reason == "bad_credentials" else NOT_AUTHORIZED
+            self._refuse(code, f"authentication failed: {exc.reason}", user=packet.username)
+            return
+        vhost = self.front.vhost.name
+        if not auth.has_vhost_access(user, vhost):
+            self._refuse(NOT_AUTHORIZED, "no access to vhost", user=user.name)
+            return
+        self.username = user.name
+        self.client_id = client_id
+        self._user = user
+        self._can_write = auth.can(user, vhost, "write", "amq.topic")
+        self.keepalive = packet.keepalive
+        self.will = packet.will
+        self._takeover(client_id)
+        session, present = self.front.open_session(client_id, packet.clean_start)
+        session.attach(self)
+        self.session = session
+        self.connected = True
+        self.broker.stats.connected("mqtt")
+        self.write(bytes((0x20, 2, 1 if present else 0, 0)))
+        session.resend_inflight(self)
+        session.queue.dispatch()
+
+    def _takeover(self, client_id: str) -> None:
+        """MQTT 3.1.1 3.1.4: a second connection with the same client id replaces the
+        first, which is closed as if it dropped (its will is published)."""
+        existing = self.front.sessions.get(client_id)
+        old = existing.connection if existing is not None else None
+        if old is not None and old is not self:
+            event(log, logging.INFO, "mqtt session taken over", client_id=client_id)
+            old.connection_lost()
+            old.on_kick()
+
+    def _refuse(self, codes: tuple[int, int], why: str, user: str | None = None) -> None:
+        code = codes[1] if self.level == 5 else codes[0]
+        if self.level == 5:
+            self.write(codec.encode(codec.Connack(False, code), 5))
+        else:
+            self.write(bytes((0x20, 2, 0, code)))
+        event(log, logging.INFO, "mqtt connect refused", peer=self.peer, reason=why, user=user)
+        self.closing = True
+
+    # -- PUBLISH ------------------------------------------------------------------------
+
+    def _publish(self, packet: codec.Publish) -> None:
+        if not self.connected:
+            raise MQTTError("PUBLISH before CONNECT", codec.PROTOCOL_ERROR)
+        qos = packet.qos
+        session = self.session
+        stats = self.broker.stats
+        stats.publish_received += 1
+        if qos == 2 and packet.packet_id in session.incoming_qos2:
+            self._ack(b"\x50\x02" + packet.packet_id.to_bytes(2, "big"), False)
+            return
+        stored = False
+        if self._allowed("publish", packet.topic):
+            stored = self._route(packet.topic, packet.payload, qos, packet.retain)
+        else:
+            stats.publish_dropped += 1
+        if qos == 1:
+            self._ack(codec.encode_puback(packet.packet_id), stored)
+        elif qos == 2:
+            session.incoming_qos2.add(packet.packet_id)
+            session._save()
+            self._ack(b"\x50\x02" + packet.packet_id.to_bytes(2, "big"), stored or session.durable)
+
+    def _route(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
+        """Publish into the core; returns whether the message went to durable storage."""
+        message = message_from_publish(topic, payload, qos, self, self.username)
+        if retain:
+            self.broker.retained.set(topic, message)
+        try:
+            result = self.front.vhost.publish(message)
+        except BrokerError as exc:
+            event(log, logging.WARNING, "mqtt publish failed", topic=topic, error=exc.message)
+            return False
+        return result.stored or (retain and qos > 0)
+
+    def _ack(self, packet: bytes, after_sync: bool) -> None:
+        if after_sync or self.acks_after_sync:
+            self.acks_after_sync.append(packet)
+        else:
+            self.write(packet)
+
+    def synced(self) -> None:
+        """The store confirmed everything routed so far: release the held acks."""
+        acks, self.acks_after_sync = self.acks_after_sync, []
+        self.write(b"".join(acks))
+
+    def _allowed(self, action: str, topic: str) -> bool:
+        if action == "publish" and not self._can_write:
+            return False
+        return self.broker.acl.check(self.username, self.client_id, topic, action)
+
+    # -- SUBSCRIBE ----------------------------------------------------------------------
+
+    def _subscribe(self, packet: codec.Subscribe) -> None:
+        session = self.session
+        codes: list[int] = []
+        granted: list[tuple[str, int]] = []
+        for topic_filter, options in packet.topics:
+            if not codec.valid_topic_filter(topic_filter) or not self._allowed(
+                "subscribe", topic_filter
+            ):
+                codes.append(SUBACK_FAILURE)
+                continue
+            qos = min(options.qos, 2)
+            session.subscribe(topic_filter, qos)
+            codes.append(qos)
+            granted.append((topic_filter, qos))
+        self.write(codec.encode(codec.Suback(packet.packet_id, codes), self.level))
+        for topic_filter, qos in granted:
+            for _topic, message in self.broker.retained.match(topic_filter):
+                session.send_retained(message, qos)
+
+    # -- output -------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        wake = not self.outbox
+        self.outbox += data
+        if wake:
+            self.on_output()
+
+    @property
+    def output_full(self) -> bool:
+        return len(self.outbox) > OUTPUT_HIGH_WATER
+
+    def take_output(self) -> bytes:
+        data = bytes(self.outbox)
+        self.outbox.clear()
+        self.broker.stats.bytes_sent += len(data)
+        return data
+
+    def output_drained(self) -> None:
+        """The writer sent everything: a session held back by a full buffer may resume."""
+        session = self.session
+        if session is not None and self.connected and not self.closing:
+            session.queue.dispatch()
+
+    # -- ending -------------------------------------------------------------------------
+
+    def receive_timeout(self) -> float:
+        """How long the adapter may wait for the next bytes: the connect timeout before
+        CONNECT, 1.5 times the keepalive after (MQTT 3.1.2.10), forever for keepalive 0."""
+        if not self.connected:
+            return float(self.front.settings.connect_timeout)
+        return self.keepalive * 1.5 if self.keepalive else float("inf")
+
+    def timed_out(self) -> None:
+        event(log, logging.INFO, "mqtt keepalive expired", client_id=self.client_id, peer=self.peer)
+        self.closing = True
+
+    def _protocol_error(self, exc: MQTTError) -> None:
+        event(
+            log,
+            logging.WARNING,
+            "mqtt protocol error",
+            peer=self.peer,
+            client_id=self.client_id,
+            reason=f"0x{exc.reason_code:02x}",
+            error=str(exc),
+        )
+        if self.level == 5 and self.connected:
+            self.write(codec.encode(codec.Disconnect(exc.reason_code), 5))
+        elif not self.connected and exc.reason_code == codec.UNSUPPORTED_PROTOCOL_VERSION:
+            self.write(bytes((0x20, 2, 0, UNACCEPTABLE_PROTOCOL[0])))
+        self.closing = True
+
+    def connection_lost(self) -> None:
+        """The transport is gone (or is being replaced): publish the will unless the client
+        said DISCONNECT, and detach from the session.  Safe to call more than once."""
+        self.closing = True
+        if not self.connected:
+            return
+        self.connected = False
+        self.broker.stats.disconnected("mqtt")
+        will, self.will = self.will, None
+        if will is not None and self._allowed("publish", will.topic):
+            self._route(will.topic, will.payload, will.qos, will.retain)
+        session = self.session
+        if session is None:
+            return
+        session.detach(self)
+        if not session.durable and session.connection is None:
+            self.front.close_session(session)

@@ -1,0 +1,76 @@
+"""MQTT <-> core message mapping (SPEC "Where protocols meet", items 1 and 2).
+
+An MQTT publish becomes a core message on ``amq.topic`` whose routing key is the topic with
+``/`` and ``.`` swapped; QoS >= 1 means delivery_mode 2.  QoS 2 is remembered in ``extra``
+so it survives the trip to another MQTT subscriber.  The PUBLISH encoding is cached on the
+message per (protocol level, QoS 0) so a fan-out encodes once.
+"""
+
+from __future__ import annotations
+
+from broker.message import EMPTY_PROPERTIES, Message, Properties
+from broker.topics import key_to_mqtt, mqtt_to_key
+from protocols.mqtt.codec import encode_publish
+
+TOPIC_EXCHANGE = "amq.topic"
+PERSISTENT = Properties(delivery_mode=2)
+QOS2 = {"qos": 2}
+
+
+def message_from_publish(
+    topic: str, payload: bytes, qos: int, origin: object, publisher: str | None
+) -> Message:
+    """A core message for an MQTT 3.1.1 publish."""
+    return Message(
+        TOPIC_EXCHANGE,
+        mqtt_to_key(topic),
+        payload,
+        PERSISTENT if qos else EMPTY_PROPERTIES,
+        origin=origin,
+        publisher=publisher,
+        extra=QOS2 if qos == 2 else None,
+    )
+
+
+def message_qos(message: Message) -> int:
+    """QoS a message was published with: MQTT's own, else 1 for persistent AMQP messages."""
+    extra = message.extra
+    if extra is not None:
+        qos = extra.get("qos")
+        if qos is not None:
+            return qos
+    return 1 if message.persistent else 0
+
+
+def message_topic(message: Message) -> str:
+    """The MQTT topic a routed message is delivered under."""
+    cache = message.cache
+    if cache is None:
+        cache = message.cache = {}
+    topic = cache.get("mqtt_topic")
+    if topic is None:
+        topic = cache["mqtt_topic"] = key_to_mqtt(message.routing_key)
+    return topic
+
+
+def encode_qos0(message: Message, retain: bool, level: int) -> bytes:
+    """The QoS 0 PUBLISH for a message, encoded once per protocol level and retain flag."""
+    cache = message.cache
+    if cache is None:
+        cache = message.cache = {}
+    key = ("mqtt", level, retain)
+    data = cache.get(key)
+    if data is None:
+        data = cache[key] = encode_publish(
+            message_topic(message), message.body, 0, retain, False, None, None, level
+        )
+    return data
+
+
+def encode_qos(
+    message: Message, qos: int, packet_id: int, retain: bool, dup: bool, level: int
+) -> bytes:
+    """A QoS 1/2 PUBLISH: the packet id differs per subscriber, so no caching here."""
+    return encode_publish(
+        message_topic(message), message.body, qos, retain, dup, packet_id, None, level
+    )

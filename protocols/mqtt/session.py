@@ -1,0 +1,249 @@
+"""MQTT sessions: subscriptions, inflight messages and QoS 2 state of one client id.
+
+A session owns one core queue (``mqtt.session.<client id>``) bound to ``amq.topic`` with one
+binding per subscription, as RabbitMQ's MQTT plugin does, so MQTT subscribers are ordinary
+queues to every other protocol.  The session is that queue's consumer for its whole life:
+while no connection is attached it is not ready and messages wait in the queue (bounded by
+``max_queued``).  A persistent session (clean session 0) has a durable queue and survives
+disconnects and restarts; its subscriptions and QoS 2 state are stored as a blob.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import msgpack
+
+from broker.topics import filter_matches, filter_to_pattern
+from protocols.mqtt.mapping import (
+    TOPIC_EXCHANGE,
+    encode_qos,
+    encode_qos0,
+    message_qos,
+    message_topic,
+)
+
+if TYPE_CHECKING:
+    from broker.message import Message
+    from broker.queues import Entry, Queue
+    from broker.vhost import VHost
+    from protocols.mqtt.connection import MQTTConnection
+
+#: Inflight states of an outgoing QoS 1/2 message.
+AWAIT_ACK, AWAIT_COMP = 0, 1
+
+
+class Inflight:
+    """An outgoing QoS 1/2 message awaiting PUBACK/PUBREC (or, for QoS 2, PUBCOMP)."""
+
+    __slots__ = ("seq", "message", "qos", "retain", "state")
+
+    def __init__(self, seq: int | None, message: Message, qos: int, retain: bool) -> None:
+        self.seq = seq
+        self.message = message
+        self.qos = qos
+        self.retain = retain
+        self.state = AWAIT_ACK
+
+
+class Session:
+    def __init__(
+        self,
+        vhost: VHost,
+        client_id: str,
+        *,
+        durable: bool,
+        max_inflight: int,
+        max_queued: int,
+        persist: Callable[[bytes | None], None],
+    ) -> None:
+        self.vhost = vhost
+        self._persist = persist
+        self.client_id = client_id
+        self.durable = durable
+        self.max_inflight = max_inflight
+        self.subscriptions: dict[str, int] = {}
+        self.inflight: dict[int, Inflight] = {}
+        self.incoming_qos2: set[int] = set()
+        self.connection: MQTTConnection | None = None
+        self._next_id = 1
+        self._only_qos: int | None = None
+        name = queue_name(client_id)
+        existing = vhost.queues.get(name)
+        self.queue: Queue = existing or vhost.declare_queue(
+            name,
+            durable=durable,
+            arguments={"x-max-length": max_queued} if max_queued else None,
+        )
+        self.queue.add_consumer(self)
+
+    # -- Consumer protocol --------------------------------------------------------------
+
+    def ready(self) -> bool:
+        conn = self.connection
+        return conn is not None and not conn.output_full and len(self.inflight) < self.max_inflight
+
+    def deliver(self, queue: Queue, entry: Entry) -> bool:
+        message = entry.message
+        if message.expires_at is not None and message.expired():
+            return False
+        qos = self._granted_qos(message)
+        if qos < 0:
+            return False
+        qos = min(qos, message_qos(message))
+        conn = self.connection
+        assert conn is not None
+        if qos == 0:
+            conn.write(encode_qos0(message, False, conn.level))
+            return False
+        self._send_qos(conn, entry.seq, message, qos, retain=False)
+        return True
+
+    def queue_deleted(self, queue: Queue) -> None:
+        self.subscriptions.clear()
+
+    # -- sending ------------------------------------------------------------------------
+
+    def send_retained(self, message: Message, granted: int) -> None:
+        """A retained message for a new subscription: sent with retain=1, outside the
+        queue (it is not the queue's to ack)."""
+        conn = self.connection
+        assert conn is not None
+        qos = min(granted, message_qos(message))
+        if qos == 0:
+            conn.write(encode_qos0(message, True, conn.level))
+        else:
+            self._send_qos(conn, None, message, qos, retain=True)
+
+    def _send_qos(
+        self, conn: MQTTConnection, seq: int | None, message: Message, qos: int, retain: bool
+    ) -> None:
+        packet_id = self._allocate_id()
+        self.inflight[packet_id] = Inflight(seq, message, qos, retain)
+        conn.write(encode_qos(message, qos, packet_id, retain, False, conn.level))
+
+    def resend_inflight(self, conn: MQTTConnection) -> None:
+        """On session resumption: every unacknowledged PUBLISH again with DUP=1 and its
+        original packet id, and PUBREL for those already PUBRECed (MQTT 4.4)."""
+        for packet_id, item in self.inflight.items():
+            if item.state == AWAIT_ACK:
+                conn.write(
+                    encode_qos(item.message, item.qos, packet_id, item.retain, True, conn.level)
+                )
+            else:
+                conn.write(bytes((0x62, 2)) + packet_id.to_bytes(2, "big"))
+
+    def _allocate_id(self) -> int:
+        packet_id = self._next_id
+        while packet_id in self.inflight:
+            packet_id = packet_id % 65535 + 1
+        self._next_id = packet_id % 65535 + 1
+        return packet_id
+
+    def _granted_qos(self, message: Message) -> int:
+        only = self._only_qos
+        if only is not None:
+            return only
+        topic = message_topic(message)
+        best = -1
+        for topic_filter, qos in self.subscriptions.items():
+            if qos > best and filter_matches(topic_filter, topic):
+                best = qos
+        return best
+
+    # -- acknowledgements from the client -----------------------------------------------
+
+    def puback(self, packet_id: int) -> None:
+        item = self.inflight.get(packet_id)
+        if item is not None and item.qos == 1:
+            del self.inflight[packet_id]
+            self._ack_queue(item)
+
+    def pubrec(self, packet_id: int) -> bool:
+        """QoS 2 step 1; returns whether the packet id is known (PUBREL follows anyway)."""
+        item = self.inflight.get(packet_id)
+        if item is None or item.qos != 2:
+            return False
+        if item.state == AWAIT_ACK:
+            item.state = AWAIT_COMP
+            self._ack_queue(item)
+            self._save()
+        return True
+
+    def pubcomp(self, packet_id: int) -> None:
+        item = self.inflight.get(packet_id)
+        if item is not None and item.state == AWAIT_COMP:
+            del self.inflight[packet_id]
+            self._save()
+
+    def _ack_queue(self, item: Inflight) -> None:
+        if item.seq is not None:
+            self.queue.ack(item.seq)
+            item.seq = None
+
+    # -- subscriptions ------------------------------------------------------------------
+
+    def subscribe(self, topic_filter: str, qos: int) -> None:
+        if topic_filter not in self.subscriptions:
+            self.vhost.bind(self.queue, TOPIC_EXCHANGE, filter_to_pattern(topic_filter), None)
+        self.subscriptions[topic_filter] = qos
+        self._subscriptions_changed()
+
+    def unsubscribe(self, topic_filter: str) -> bool:
+        if self.subscriptions.pop(topic_filter, None) is None:
+            return False
+        self.vhost.unbind(self.queue, TOPIC_EXCHANGE, filter_to_pattern(topic_filter), None)
+        self._subscriptions_changed()
+        return True
+
+    def _subscriptions_changed(self) -> None:
+        subs = self.subscriptions
+        self._only_qos = next(iter(subs.values())) if len(subs) == 1 else None
+        self._save()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def attach(self, conn: MQTTConnection) -> None:
+        self.connection = conn
+
+    def detach(self, conn: MQTTConnection) -> None:
+        """The connection went away; a persistent session keeps its inflight messages for
+        resending, a clean one is destroyed by its owner."""
+        if self.connection is conn:
+            self.connection = None
+
+    def destroy(self) -> None:
+        """Drop the session and its queue (clean session end or clean-start takeover)."""
+        self.connection = None
+        self.inflight.clear()
+        if (
+            self.queue.name in self.vhost.queues
+            and self.vhost.queues[self.queue.name] is self.queue
+        ):
+            self.vhost.delete_queue(self.queue.name)
+        if self.durable:
+            self._persist(None)
+
+    def record(self) -> bytes:
+        return msgpack.packb(
+            {
+                "subscriptions": self.subscriptions,
+                "incoming_qos2": sorted(self.incoming_qos2),
+            }
+        )
+
+    def restore(self, blob: bytes) -> None:
+        data = msgpack.unpackb(blob)
+        self.subscriptions = dict(data.get("subscriptions", {}))
+        self.incoming_qos2 = set(data.get("incoming_qos2", ()))
+        subs = self.subscriptions
+        self._only_qos = next(iter(subs.values())) if len(subs) == 1 else None
+
+    def _save(self) -> None:
+        if self.durable:
+            self._persist(self.record())
+
+
+def queue_name(client_id: str) -> str:
+    return f"mqtt.session.{client_id}"

@@ -1,0 +1,298 @@
+"""Run the broker under test as a subprocess: ours (`python -m broker serve`) or Mosquitto.
+
+BROKER_UNDER_TEST=ours (default) or mosquitto. Both take the same config dict (our TOML
+schema); the Mosquitto launcher translates the few settings the tests use.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BROKER_UNDER_TEST = os.environ.get("BROKER_UNDER_TEST", "ours")
+assert BROKER_UNDER_TEST in ("ours", "mosquitto"), BROKER_UNDER_TEST
+ON_MOSQUITTO = BROKER_UNDER_TEST == "mosquitto"
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+
+ALICE = ("alice", "secret")
+NOPERM = ("noperm", "nopass")  # authenticates, but has no permissions on vhost "/"
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "listeners": {"mqtt": "127.0.0.1:0", "amqp": False, "xmpp": False, "http": False},
+    "mqtt": {"max_packet_size": 65536, "sys_interval": 1, "max_inflight": 20},
+    "auth": {"allow_anonymous": True},
+    "users": [
+        {
+            "name": ALICE[0],
+            "password": ALICE[1],
+            "permissions": {"/": {"configure": ".*", "write": ".*", "read": ".*"}},
+        },
+        {"name": NOPERM[0], "password": NOPERM[1]},
+    ],
+    "acl": [
+        {"user": ALICE[0], "topic": "private/#", "action": "all", "allow": True},
+        {"user": "*", "topic": "private/#", "action": "all", "allow": False},
+    ],
+}
+
+# DEFAULT_CONFIG's ACL in Mosquitto's terms (lines before the first `user` are for anonymous).
+MOSQUITTO_ACL = """\
+topic readwrite #
+topic read $SYS/#
+topic deny private/#
+user alice
+topic readwrite #
+topic read $SYS/#
+"""
+
+
+def skip_on_mosquitto(reason: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(ON_MOSQUITTO, reason=f"Mosquitto: {reason}")
+
+
+@dataclass(frozen=True)
+class Certs:
+    """Files of a test CA and of a server certificate (with chain) and key it signed."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of `base` with `overrides` merged into its tables (other values replace)."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def to_toml(config: dict[str, Any]) -> str:
+    """Tables become [sections], lists of tables [[arrays]]; enough for our config."""
+    lines: list[str] = []
+    for name, value in config.items():
+        tables = (
+            [(f"[{name}]", value)]
+            if isinstance(value, dict)
+            else [(f"[[{name}]]", t) for t in value]
+        )
+        for header, table in tables:
+            lines.append(header)
+            lines += [f"{key} = {toml_value(v)}" for key, v in table.items()]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BrokerError(Exception):
+    """The broker did not start (or stop) as it should."""
+
+
+class BrokerProcess:
+    """A broker subprocess whose output is drained by a thread and kept in `log`."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+        self.workdir = workdir
+        self.config = config
+        self.data_dir = workdir / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.mqtt_port = 0
+        self.mqtts_port: int | None = None
+        self.log: list[str] = []
+        self.proc: subprocess.Popen[str] | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def on_line(self, line: str) -> bool:
+        """Learn from one line of output; True once the broker is ready."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self.log.append(f"---- starting: {' '.join(self.command())}")
+        self.proc = subprocess.Popen(
+            self.command(),
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self._lines = queue.Queue()
+        threading.Thread(target=self._drain, args=(self.proc, self._lines), daemon=True).start()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.kill()
+            raise
+
+    def _drain(self, proc: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.log.append(line.rstrip("\n"))
+            lines.put(line)
+        lines.put(None)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                line = self._lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                raise BrokerError(f"not ready after {START_TIMEOUT}s:\n{self.log_text()}") from None
+            if line is None:
+                code = self.proc.wait() if self.proc else None
+                raise BrokerError(f"exited with {code} before ready:\n{self.log_text()}")
+            if self.on_line(line):
+                return
+
+    def log_text(self) -> str:
+        return "\n".join(self.log)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def terminate(self) -> int:
+        """SIGTERM (graceful stop); return the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise BrokerError(f"still running {STOP_TIMEOUT}s after SIGTERM") from None
+
+    def kill(self) -> None:
+        """SIGKILL: a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(STOP_TIMEOUT)
+
+
+class OurBroker(BrokerProcess):
+    LISTENING = re.compile(r"\blistening\b.*\bprotocol=(\S+).*\baddress=(\S+):(\d+)")
+    READY = re.compile(r"\sINFO\s+ready\b")
+
+    def command(self) -> list[str]:
+        conf = self.workdir / "broker.toml"
+        conf.write_text(to_toml(self.config))
+        serve = [sys.executable, "-m", "broker", "serve"]
+        return [*serve, "--config", str(conf), "--data-dir", str(self.data_dir)]
+
+    def on_line(self, line: str) -> bool:
+        if m := self.LISTENING.search(line):
+            protocol, port = m.group(1), int(m.group(3))
+            if protocol == "mqtt":
+                self.mqtt_port = port
+            elif protocol == "mqtts":
+                self.mqtts_port = port
+            return False
+        if self.READY.search(line):
+            if not self.mqtt_port:
+                raise BrokerError(f"ready, but no mqtt listener logged:\n{self.log_text()}")
+            return True
+        return False
+
+
+class Mosquitto(BrokerProcess):
+    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+        super().__init__(workdir, config)
+        if config["acl"] != DEFAULT_CONFIG["acl"]:
+            raise NotImplementedError("only the default ACL has a Mosquitto translation")
+        self.mqtt_port = free_port()
+        self.mqtts_port = free_port() if "tls" in config else None
+
+    def command(self) -> list[str]:
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(self._conf())
+        return ["mosquitto", "-c", str(conf)]
+
+    def _conf(self) -> str:
+        passwd, acl = self.workdir / "passwd", self.workdir / "acl"
+        passwd.write_text("")
+        for user in self.config["users"]:
+            subprocess.run(
+                ["mosquitto_passwd", "-b", str(passwd), user["name"], user["password"]],
+                check=True,
+                capture_output=True,
+            )
+        acl.write_text(MOSQUITTO_ACL)
+        mqtt, auth = self.config["mqtt"], self.config["auth"]
+        lines = [
+            "user root",
+            "per_listener_settings false",
+            f"allow_anonymous {str(auth['allow_anonymous']).lower()}",
+            f"password_file {passwd}",
+            f"acl_file {acl}",
+            "persistence true",
+            f"persistence_location {self.data_dir}/",
+            f"max_packet_size {mqtt['max_packet_size']}",
+            f"sys_interval {mqtt['sys_interval']}",
+            f"max_inflight_messages {mqtt['max_inflight']}",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            f"listener {self.mqtt_port} {self.host}",
+        ]
+        if self.mqtts_port:
+            tls = self.config["tls"]
+            lines += [
+                f"listener {self.mqtts_port} {self.host}",
+                f"certfile {tls['cert']}",
+                f"keyfile {tls['key']}",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def on_line(self, line: str) -> bool:
+        return bool(re.search(r"mosquitto version \S+ running", line))
+
+
+BrokerFactory = Callable[..., BrokerProcess]

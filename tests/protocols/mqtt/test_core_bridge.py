@@ -1,0 +1,100 @@
+"""MQTT publishes enter the routing core through amq.topic (SPEC item 1): a core queue
+bound with an AMQP pattern receives them, and a core publish reaches MQTT subscribers."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import trio
+
+from broker.config import load_config
+from broker.message import Message, Properties
+from broker.queues import Entry, Queue
+from broker.runtime import Server
+from protocols.mqtt import codec
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("mosquitto_pub") is None, reason="needs Debian's mosquitto-clients"
+)
+
+
+class Collector:
+    """A core consumer that records deliveries and signals each one."""
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self.arrived = trio.Event()
+
+    def ready(self) -> bool:
+        return True
+
+    def deliver(self, queue: Queue, entry: Entry) -> bool:
+        self.entries.append(entry)
+        self.arrived.set()
+        return False
+
+    def queue_deleted(self, queue: Queue) -> None:
+        pass
+
+
+@pytest.fixture
+async def server(tmp_path: Path, nursery: trio.Nursery) -> Server:
+    config = load_config(
+        None,
+        {
+            "listeners": {"mqtt": "127.0.0.1:0", "amqp": False, "xmpp": False, "http": False},
+            "mqtt": {"sys_interval": 0},
+            "store": {"data_dir": str(tmp_path / "data")},
+        },
+    )
+    return await nursery.start(Server(config).run)
+
+
+async def test_core_queue_bound_with_amqp_pattern_receives_mqtt_publish(server: Server) -> None:
+    vhost = server.broker.vhost()
+    queue = vhost.declare_queue("telemetry")
+    vhost.bind(queue, "amq.topic", "sensors.#", None)
+    collector = Collector()
+    queue.add_consumer(collector)
+    port = server.addresses["mqtt"][1]
+    await trio.run_process(
+        ["mosquitto_pub", "-p", str(port), "-t", "sensors/room1/temp", "-m", "21.5", "-q", "1"]
+    )
+    with trio.fail_after(10):
+        await collector.arrived.wait()
+    [entry] = collector.entries
+    message = entry.message
+    assert (message.exchange, message.routing_key, message.body) == (
+        "amq.topic",
+        "sensors.room1.temp",
+        b"21.5",
+    )
+    assert message.properties.delivery_mode == 2
+
+
+async def test_core_publish_reaches_mqtt_subscriber(server: Server) -> None:
+    stream = await trio.open_tcp_stream("127.0.0.1", server.addresses["mqtt"][1])
+    decoder = codec.Decoder()
+
+    async def next_packet() -> object:
+        packets: list = []
+        while not packets:
+            data = await stream.receive_some()
+            assert data, "connection closed"
+            packets = decoder.feed(data)
+        return packets[0]
+
+    with trio.fail_after(10):
+        await stream.send_all(codec.encode(codec.Connect("MQTT", 4, True, 30, "sub")))
+        assert isinstance(await next_packet(), codec.Connack)
+        subscribe = codec.Subscribe(1, [("alerts/#", codec.SubscriptionOptions(1))])
+        await stream.send_all(codec.encode(subscribe))
+        assert isinstance(await next_packet(), codec.Suback)
+        vhost = server.broker.vhost()
+        vhost.publish(Message("amq.topic", "alerts.disk/full", b"90%", Properties()))
+        publish = await next_packet()
+    assert isinstance(publish, codec.Publish)
+    assert (publish.topic, publish.payload, publish.qos) == ("alerts/disk.full", b"90%", 0)
+    await stream.aclose()
