@@ -92,6 +92,10 @@ class TopicACL:
         self._rules = tuple(rules)
         self._cache: OrderedDict[tuple[str, str], dict[str, _Compiled]] = OrderedDict()
 
+    def __bool__(self) -> bool:
+        """Whether any rule exists; with none, callers may skip ``check``."""
+        return bool(self._rules)
+
     def check(self, user: str, client_id: str, topic_or_filter: str, action: str) -> bool:
         """May `user` publish to a topic / subscribe to a filter? action: publish|subscribe."""
         if not self._rules:

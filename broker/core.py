@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from broker.errors import NotFound
+from broker.flow import FlowControl
 from broker.message import Message, decode_message
 from broker.retained import RetainedStore
 from broker.stats import Stats
@@ -32,7 +33,8 @@ class Broker:
         self.store = store
         self.users = users
         self.acl = acl
-        self.vhosts: dict[str, VHost] = {DEFAULT_VHOST: VHost(DEFAULT_VHOST, store)}
+        self.flow = FlowControl()
+        self.vhosts: dict[str, VHost] = {DEFAULT_VHOST: VHost(DEFAULT_VHOST, store, self.flow)}
         self.retained = RetainedStore(store)
         self.sessions: dict[str, bytes] = {}
         self.stats = Stats()
@@ -72,7 +74,7 @@ class Broker:
         for name, parts in per_vhost.items():
             vhost = self.vhosts.get(name)
             if vhost is None:
-                vhost = self.vhosts[name] = VHost(name, self.store)
+                vhost = self.vhosts[name] = VHost(name, self.store, self.flow)
             vhost.restore(parts["exchanges"], parts["queues"], parts["bindings"], parts["messages"])
         self.retained.restore(snapshot.retained)
         self.sessions = dict(snapshot.sessions)

@@ -65,6 +65,8 @@ EMPTY_PROPERTIES = Properties()
 class Message:
     """One published message as it travels through exchanges and queues.
 
+    ``topic`` is the routing key in MQTT syntax when the publisher gave one (SPEC: every
+    protocol's topic syntax is MQTT's), so deliveries need not convert it back.
     ``expires_at`` is absolute wall-clock time (seconds) so that expiry keeps counting down
     while the message is queued and across restarts.  ``origin`` identifies the publishing
     connection (for MQTT no-local and for not echoing bridged messages back); ``publisher``
@@ -75,6 +77,7 @@ class Message:
         "id",
         "exchange",
         "routing_key",
+        "topic",
         "body",
         "properties",
         "persistent",
@@ -96,10 +99,12 @@ class Message:
         origin: object = None,
         publisher: str | None = None,
         extra: dict[str, Any] | None = None,
+        topic: str | None = None,
     ) -> None:
         self.id = next(_ids)
         self.exchange = exchange
         self.routing_key = routing_key
+        self.topic = topic
         self.body = body
         self.properties = properties
         self.persistent = properties.delivery_mode == 2

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from broker.store.base import Store
     from broker.vhost import VHost
 
+#: Ready messages beyond which a queue with consumers asks publishers to wait (broker.flow);
+#: it releases them once below half of it.
+BACKLOG = 256
+
 #: Outcomes of ``Queue.publish``.
 REJECTED, ACCEPTED, STORED = 0, 1, 2
 
@@ -36,9 +40,9 @@ class Consumer(Protocol):
     def ready(self) -> bool:
         """Whether one more delivery can be taken now."""
 
-    def deliver(self, queue: Queue, entry: Entry) -> bool:
-        """Take a delivery; True when it awaits an ack under ``entry.seq``, False when it
-        was settled on delivery (no-ack consumers, MQTT QoS 0)."""
+    def deliver(self, queue: Queue, message: Message, seq: int, redelivered: bool) -> bool:
+        """Take a delivery; True when it awaits an ack under ``seq``, False when it was
+        settled on delivery (no-ack consumers, MQTT QoS 0)."""
 
     def queue_deleted(self, queue: Queue) -> None:
         """The queue went away under the consumer (consumer cancel notification)."""
@@ -178,25 +182,37 @@ class Queue:
                 self._dead_letter_message(message, "maxlen")
             return REJECTED
         ttl = self._ttl
-        entry = Entry(message, self._next_seq, None if ttl is None else time.time() + ttl)
-        self._next_seq += 1
+        seq = self._next_seq
+        self._next_seq = seq + 1
         self.published += 1
-        outcome = ACCEPTED
-        if message.persistent and self.durable:
-            self.store.enqueue(
-                self.vhost.name, self.name, entry.seq, message.id, stored_form(message)
-            )
-            entry.stored = True
-            outcome = STORED
-        if ttl == 0 or (not self._ready and self.consumers):
+        stored = message.persistent and self.durable
+        if stored:
+            self.store.enqueue(self.vhost.name, self.name, seq, message.id, stored_form(message))
+        if ttl is None and not self._ready and self.consumers:
             consumer = self._next_consumer()
             if consumer is not None:
+                # the fast path: straight to a ready consumer, no queue entry unless unacked
+                self.delivered += 1
+                if consumer.deliver(self, message, seq, False):
+                    entry = self.unacked[seq] = Entry(message, seq, None)
+                    entry.stored = stored
+                    entry.consumer = consumer
+                elif stored:
+                    self.store.dequeue(self.vhost.name, self.name, seq)
+                return STORED if stored else ACCEPTED
+        entry = Entry(message, seq, None if ttl is None else time.time() + ttl)
+        entry.stored = stored
+        outcome = STORED if stored else ACCEPTED
+        if ttl == 0:
+            consumer = self._next_consumer() if self.consumers else None
+            if consumer is not None:
                 self._deliver(consumer, entry)
-                return outcome
-            if ttl == 0:
+            else:
                 self._dead_letter(entry, "expired")
-                return outcome
+            return outcome
         self._push(entry)
+        if self.consumers and len(self._ready) >= BACKLOG:
+            self.vhost.flow.backlog(self)
         return outcome
 
     def restore(self, seq: int, message: Message) -> None:
@@ -243,18 +259,18 @@ class Queue:
         if requeue:
             self.requeue([s for s, e in self.unacked.items() if e.consumer is consumer])
         self.last_used = time.monotonic()
-        if self.auto_delete and self._ever_consumed and not self.consumers:
-            self.vhost.delete_queue(self.name)
+        if not self.consumers:
+            self.vhost.flow.forget(self)
+            if self.auto_delete and self._ever_consumed:
+                self.vhost.delete_queue(self.name)
 
     def dispatch(self) -> None:
         """Deliver ready messages while some consumer has room."""
         ready = self._ready
-        if not ready or not self.consumers:
-            return
-        while ready:
+        while ready and self.consumers:
             consumer = self._next_consumer()
             if consumer is None:
-                return
+                break
             entry = self._pop()
             if (
                 entry.deadline is not None or entry.message.expires_at is not None
@@ -262,6 +278,8 @@ class Queue:
                 self._dead_letter(entry, "expired")
                 continue
             self._deliver(consumer, entry)
+        if len(ready) < BACKLOG // 2:
+            self.vhost.flow.drained(self)
 
     def get(self, consumer: Consumer | None) -> Entry | None:
         """basic.get: take one ready message; with a consumer it awaits an ack."""
@@ -297,7 +315,7 @@ class Queue:
 
     def _deliver(self, consumer: Consumer, entry: Entry) -> None:
         self.delivered += 1
-        if consumer.deliver(self, entry):
+        if consumer.deliver(self, entry.message, entry.seq, entry.redelivered):
             entry.consumer = consumer
             self.unacked[entry.seq] = entry
         else:
@@ -362,6 +380,7 @@ class Queue:
     def close(self) -> None:
         """The queue is deleted: tell consumers, forget messages."""
         self.deleted = True
+        self.vhost.flow.forget(self)
         for consumer in list(self.consumers):
             consumer.queue_deleted(self)
         self.consumers.clear()

@@ -25,13 +25,14 @@ MATCH_CACHE_SIZE = 8192
 
 
 def mqtt_to_key(topic: str) -> str:
-    """MQTT topic ``a/b.c`` -> routing key ``a.b/c``."""
-    return topic.translate(_SWAP)
+    """MQTT topic ``a/b.c`` -> routing key ``a.b/c`` (``replace`` is several times faster
+    than ``translate``, and topics rarely contain dots)."""
+    return topic.translate(_SWAP) if "." in topic else topic.replace("/", ".")
 
 
 def key_to_mqtt(key: str) -> str:
     """Routing key ``a.b/c`` -> MQTT topic ``a/b.c``."""
-    return key.translate(_SWAP)
+    return key.translate(_SWAP) if "/" in key else key.replace(".", "/")
 
 
 def filter_to_pattern(topic_filter: str) -> str:

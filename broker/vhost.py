@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from broker.errors import AccessRefused, NotFound, PreconditionFailed, ResourceLocked
 from broker.exchanges import EXCHANGE_TYPES, Binding, Destination, Exchange
+from broker.flow import FlowControl
 from broker.queues import REJECTED, STORED, Queue, make_queue
 
 if TYPE_CHECKING:
@@ -55,9 +56,10 @@ class PublishResult:
 
 
 class VHost:
-    def __init__(self, name: str, store: Store) -> None:
+    def __init__(self, name: str, store: Store, flow: FlowControl | None = None) -> None:
         self.name = name
         self.store = store
+        self.flow = flow or FlowControl()
         self.queues: dict[str, Queue] = {}
         self.exchanges: dict[str, Exchange] = {"": DefaultExchange(self)}
         for exchange_name, kind in BUILTIN_EXCHANGES:

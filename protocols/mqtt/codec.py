@@ -108,6 +108,9 @@ class Publish:
     dup: bool
     packet_id: int | None
     properties: dict = field(default_factory=dict)
+    #: the packet as received, for a 3.x QoS 0 publish without retain: exactly what a QoS 0
+    #: subscriber of the same protocol level must be sent, so the broker forwards it as is
+    raw: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -376,9 +379,13 @@ def _decode_publish(dec: Decoder, b0: int, buf: bytes, pos: int, end: int) -> Pu
         packet_id = _packet_id(buf, stop, end, "PUBLISH")
         stop += 2
     if dec.protocol_level != 5:
-        properties = {}
         if not topic:
             raise MQTTError("empty topic name", TOPIC_NAME_INVALID)
+        if b0 == 0x30:
+            length = end - pos
+            head = 2 if length < 0x80 else 3 if length < 0x4000 else 4 if length < 0x200000 else 5
+            return Publish(topic, buf[stop:end], 0, False, False, None, {}, buf[pos - head : end])
+        properties = {}
     else:
         if stop < end and not buf[stop]:  # the usual empty property block
             properties = {}

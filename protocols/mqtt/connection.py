@@ -19,6 +19,7 @@ from broker.errors import BrokerError
 from broker.log import event
 from protocols.mqtt import codec
 from protocols.mqtt.codec import MQTTError
+from protocols.mqtt.limits import OUTPUT_BACKLOG
 from protocols.mqtt.mapping import message_from_publish
 
 if TYPE_CHECKING:
@@ -27,14 +28,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("broker.mqtt")
 
-#: Bytes queued for a peer beyond which its session stops taking deliveries.
-OUTPUT_HIGH_WATER = 1 << 20
 
 # CONNACK return codes of MQTT 3.1.1 (and their MQTT 5 reason codes).
 UNACCEPTABLE_PROTOCOL = (0x01, 0x84)
 IDENTIFIER_REJECTED = (0x02, 0x85)
 BAD_CREDENTIALS = (0x04, 0x86)
 NOT_AUTHORIZED = (0x05, 0x87)
+
+#: CONNECT errors the decoder finds that MQTT 3.1.1 answers with a CONNACK code.
+CONNACK_FOR_ERROR = {
+    codec.UNSUPPORTED_PROTOCOL_VERSION: UNACCEPTABLE_PROTOCOL[0],
+    codec.CLIENT_ID_NOT_VALID: IDENTIFIER_REJECTED[0],
+}
 
 PINGRESP = b"\xd0\x00"
 SUBACK_FAILURE = 0x80
@@ -60,6 +65,9 @@ class MQTTConnection:
         self.session: Session | None = None
         self.will: codec.Will | None = None
         self._can_write = False
+        self.publisher = False
+        self._backlogged = False
+        self.flow = front.broker.flow
 
     # -- driving ------------------------------------------------------------------------
 
@@ -202,13 +210,14 @@ class MQTTConnection:
         qos = packet.qos
         session = self.session
         stats = self.broker.stats
+        self.publisher = True
         stats.publish_received += 1
         if qos == 2 and packet.packet_id in session.incoming_qos2:
             self._ack(b"\x50\x02" + packet.packet_id.to_bytes(2, "big"), False)
             return
         stored = False
         if self._allowed("publish", packet.topic):
-            stored = self._route(packet.topic, packet.payload, qos, packet.retain)
+            stored = self._route(packet.topic, packet.payload, qos, packet.retain, packet.raw)
         else:
             stats.publish_dropped += 1
         if qos == 1:
@@ -218,9 +227,11 @@ class MQTTConnection:
             session._save()
             self._ack(b"\x50\x02" + packet.packet_id.to_bytes(2, "big"), stored or session.durable)
 
-    def _route(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
+    def _route(
+        self, topic: str, payload: bytes, qos: int, retain: bool, raw: bytes | None = None
+    ) -> bool:
         """Publish into the core; returns whether the message went to durable storage."""
-        message = message_from_publish(topic, payload, qos, self, self.username)
+        message = message_from_publish(topic, payload, qos, self, self.username, raw)
         if retain:
             self.broker.retained.set(topic, message)
         try:
@@ -244,7 +255,8 @@ class MQTTConnection:
     def _allowed(self, action: str, topic: str) -> bool:
         if action == "publish" and not self._can_write:
             return False
-        return self.broker.acl.check(self.username, self.client_id, topic, action)
+        acl = self.broker.acl
+        return not acl or acl.check(self.username, self.client_id, topic, action)
 
     # -- SUBSCRIBE ----------------------------------------------------------------------
 
@@ -276,10 +288,9 @@ class MQTTConnection:
         self.outbox += data
         if wake:
             self.on_output()
-
-    @property
-    def output_full(self) -> bool:
-        return len(self.outbox) > OUTPUT_HIGH_WATER
+        elif not self._backlogged and len(self.outbox) > OUTPUT_BACKLOG:
+            self._backlogged = True
+            self.flow.backlog(self)
 
     def take_output(self) -> bytes:
         data = bytes(self.outbox)
@@ -288,7 +299,11 @@ class MQTTConnection:
         return data
 
     def output_drained(self) -> None:
-        """The writer sent everything: a session held back by a full buffer may resume."""
+        """The writer sent a batch: publishers waiting for this peer and a session held
+        back by a full buffer may resume."""
+        if self._backlogged and len(self.outbox) <= OUTPUT_BACKLOG:
+            self._backlogged = False
+            self.flow.drained(self)
         session = self.session
         if session is not None and self.connected and not self.closing:
             session.queue.dispatch()
@@ -318,14 +333,15 @@ class MQTTConnection:
         )
         if self.level == 5 and self.connected:
             self.write(codec.encode(codec.Disconnect(exc.reason_code), 5))
-        elif not self.connected and exc.reason_code == codec.UNSUPPORTED_PROTOCOL_VERSION:
-            self.write(bytes((0x20, 2, 0, UNACCEPTABLE_PROTOCOL[0])))
+        elif not self.connected and exc.reason_code in CONNACK_FOR_ERROR:
+            self.write(bytes((0x20, 2, 0, CONNACK_FOR_ERROR[exc.reason_code])))
         self.closing = True
 
     def connection_lost(self) -> None:
         """The transport is gone (or is being replaced): publish the will unless the client
         said DISCONNECT, and detach from the session.  Safe to call more than once."""
         self.closing = True
+        self.flow.forget(self)
         if not self.connected:
             return
         self.connected = False

@@ -18,10 +18,16 @@ QOS2 = {"qos": 2}
 
 
 def message_from_publish(
-    topic: str, payload: bytes, qos: int, origin: object, publisher: str | None
+    topic: str,
+    payload: bytes,
+    qos: int,
+    origin: object,
+    publisher: str | None,
+    raw: bytes | None = None,
 ) -> Message:
-    """A core message for an MQTT 3.1.1 publish."""
-    return Message(
+    """A core message for an MQTT 3.1.1 publish; ``raw`` is the received packet when it can
+    be forwarded unchanged to QoS 0 subscribers of the same protocol level."""
+    message = Message(
         TOPIC_EXCHANGE,
         mqtt_to_key(topic),
         payload,
@@ -29,7 +35,11 @@ def message_from_publish(
         origin=origin,
         publisher=publisher,
         extra=QOS2 if qos == 2 else None,
+        topic=topic,
     )
+    if raw is not None:
+        message.cache = {(4, False): raw}
+    return message
 
 
 def message_qos(message: Message) -> int:
@@ -44,21 +54,23 @@ def message_qos(message: Message) -> int:
 
 def message_topic(message: Message) -> str:
     """The MQTT topic a routed message is delivered under."""
-    cache = message.cache
-    if cache is None:
-        cache = message.cache = {}
-    topic = cache.get("mqtt_topic")
+    topic = message.topic
     if topic is None:
-        topic = cache["mqtt_topic"] = key_to_mqtt(message.routing_key)
+        topic = message.topic = key_to_mqtt(message.routing_key)
     return topic
 
 
 def encode_qos0(message: Message, retain: bool, level: int) -> bytes:
-    """The QoS 0 PUBLISH for a message, encoded once per protocol level and retain flag."""
+    """The QoS 0 PUBLISH for a message, encoded once per protocol level and retain flag
+    (3.1 and 3.1.1 share one encoding)."""
+    key = (4 if level < 5 else level, retain)
     cache = message.cache
     if cache is None:
-        cache = message.cache = {}
-    key = ("mqtt", level, retain)
+        data = encode_publish(
+            message_topic(message), message.body, 0, retain, False, None, None, level
+        )
+        message.cache = {key: data}
+        return data
     data = cache.get(key)
     if data is None:
         data = cache[key] = encode_publish(

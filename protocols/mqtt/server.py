@@ -56,6 +56,7 @@ class _Writer:
 
 async def _read(stream: trio.abc.Stream, conn: MQTTConnection) -> None:
     store = conn.broker.store
+    flow = conn.flow
     while not conn.closing:
         with trio.move_on_after(conn.receive_timeout()) as scope:
             data = await stream.receive_some(RECEIVE_SIZE)
@@ -64,6 +65,8 @@ async def _read(stream: trio.abc.Stream, conn: MQTTConnection) -> None:
             return
         if not data:
             return
+        if conn.publisher and flow.backlogged:
+            await flow.wait()
         conn.receive(data)
         if conn.acks_after_sync:
             await store.sync()
@@ -85,9 +88,9 @@ async def serve(
             conn.connection_lost()
             writer.finish()
             nursery.cancel_scope.deadline = trio.current_time() + FLUSH_TIMEOUT
-    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
-        pass
-    except Exception:
+    except* (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+        event(log, logging.DEBUG, "mqtt connection dropped", peer=peer)
+    except* Exception:
         log.exception("mqtt connection failed", extra={"fields": {"peer": peer}})
     finally:
         conn.connection_lost()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import msgpack
 
 from broker.topics import filter_matches, filter_to_pattern
+from protocols.mqtt.limits import OUTPUT_HIGH_WATER
 from protocols.mqtt.mapping import (
     TOPIC_EXCHANGE,
     encode_qos,
@@ -26,7 +27,7 @@ from protocols.mqtt.mapping import (
 
 if TYPE_CHECKING:
     from broker.message import Message
-    from broker.queues import Entry, Queue
+    from broker.queues import Queue
     from broker.vhost import VHost
     from protocols.mqtt.connection import MQTTConnection
 
@@ -82,22 +83,25 @@ class Session:
 
     def ready(self) -> bool:
         conn = self.connection
-        return conn is not None and not conn.output_full and len(self.inflight) < self.max_inflight
+        return (
+            conn is not None
+            and len(conn.outbox) <= OUTPUT_HIGH_WATER
+            and len(self.inflight) < self.max_inflight
+        )
 
-    def deliver(self, queue: Queue, entry: Entry) -> bool:
-        message = entry.message
+    def deliver(self, queue: Queue, message: Message, seq: int, redelivered: bool) -> bool:
         if message.expires_at is not None and message.expired():
             return False
-        qos = self._granted_qos(message)
-        if qos < 0:
-            return False
-        qos = min(qos, message_qos(message))
+        granted = self._only_qos
+        if granted is None:
+            granted = self._granted_qos(message)
+            if granted < 0:
+                return False
         conn = self.connection
-        assert conn is not None
-        if qos == 0:
+        if granted == 0 or not message.persistent:
             conn.write(encode_qos0(message, False, conn.level))
             return False
-        self._send_qos(conn, entry.seq, message, qos, retain=False)
+        self._send_qos(conn, seq, message, min(granted, message_qos(message)), retain=False)
         return True
 
     def queue_deleted(self, queue: Queue) -> None:
@@ -142,9 +146,9 @@ class Session:
         return packet_id
 
     def _granted_qos(self, message: Message) -> int:
-        only = self._only_qos
-        if only is not None:
-            return only
+        """The highest QoS among this session's subscriptions matching the message (MQTT
+        3.1.1 3.3.5: overlapping subscriptions deliver one copy at the highest QoS); -1
+        when none matches any more."""
         topic = message_topic(message)
         best = -1
         for topic_filter, qos in self.subscriptions.items():

@@ -24,7 +24,9 @@ class RecordingConsumer:
     def ready(self) -> bool:
         return not self.prefetch or self.unacked < self.prefetch
 
-    def deliver(self, queue: Queue, entry: Entry) -> bool:
+    def deliver(self, queue: Queue, message: Message, seq: int, redelivered: bool) -> bool:
+        entry = Entry(message, seq, None)
+        entry.redelivered = redelivered
         self.deliveries.append(entry)
         if self.no_ack:
             return False

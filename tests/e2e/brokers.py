@@ -153,9 +153,11 @@ class BrokerProcess:
         raise NotImplementedError
 
     def start(self) -> None:
-        self.log.append(f"---- starting: {' '.join(self.command())}")
+        """Start the process and wait until the broker is ready (BrokerError if not)."""
+        command = self.command()
+        self.log.append(f"---- starting: {' '.join(command)}")
         self.proc = subprocess.Popen(
-            self.command(),
+            command,
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -216,8 +218,14 @@ class BrokerProcess:
 
 
 class OurBroker(BrokerProcess):
+    """`python -m broker serve`: listeners on port 0, addresses learnt from its log."""
+
     LISTENING = re.compile(r"\blistening\b.*\bprotocol=(\S+).*\baddress=(\S+):(\d+)")
     READY = re.compile(r"\sINFO\s+ready\b")
+
+    def start(self) -> None:
+        self.mqtt_port, self.mqtts_port = 0, None  # new ports on every start
+        super().start()
 
     def command(self) -> list[str]:
         conf = self.workdir / "broker.toml"
@@ -241,10 +249,12 @@ class OurBroker(BrokerProcess):
 
 
 class Mosquitto(BrokerProcess):
+    """Debian's Mosquitto with `config` translated to mosquitto.conf, on fixed free ports."""
+
     def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
         super().__init__(workdir, config)
-        if config["acl"] != DEFAULT_CONFIG["acl"]:
-            raise NotImplementedError("only the default ACL has a Mosquitto translation")
+        if config["acl"] not in ([], DEFAULT_CONFIG["acl"]):
+            raise NotImplementedError("only the default ACL or none has a Mosquitto translation")
         self.mqtt_port = free_port()
         self.mqtts_port = free_port() if "tls" in config else None
 
@@ -262,19 +272,18 @@ class Mosquitto(BrokerProcess):
                 check=True,
                 capture_output=True,
             )
-        acl.write_text(MOSQUITTO_ACL)
         mqtt, auth = self.config["mqtt"], self.config["auth"]
         lines = [
             "user root",
             "per_listener_settings false",
             f"allow_anonymous {str(auth['allow_anonymous']).lower()}",
             f"password_file {passwd}",
-            f"acl_file {acl}",
             "persistence true",
             f"persistence_location {self.data_dir}/",
             f"max_packet_size {mqtt['max_packet_size']}",
             f"sys_interval {mqtt['sys_interval']}",
             f"max_inflight_messages {mqtt['max_inflight']}",
+            f"max_queued_messages {mqtt.get('max_queued', 1000)}",
             "log_dest stderr",
             "log_type error",
             "log_type warning",
@@ -282,6 +291,9 @@ class Mosquitto(BrokerProcess):
             "log_type information",
             f"listener {self.mqtt_port} {self.host}",
         ]
+        if self.config["acl"]:
+            acl.write_text(MOSQUITTO_ACL)
+            lines.append(f"acl_file {acl}")
         if self.mqtts_port:
             tls = self.config["tls"]
             lines += [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .brokers import BrokerProcess, skip_on_mosquitto
+from .brokers import BrokerFactory, BrokerProcess, skip_on_mosquitto
 from .clients import Clients, PahoClient
 from .rawmqtt import PUBACK, RawClient, publish
 
@@ -80,7 +80,10 @@ def receive_all(sub: PahoClient, expected: set[int]) -> None:
 
 
 @skip_on_mosquitto("persists only at autosave intervals and shutdown, so SIGKILL loses data")
-def test_acknowledged_messages_survive_sigkill(broker: BrokerProcess, clients: Clients) -> None:
+def test_acknowledged_messages_survive_sigkill(
+    broker_factory: BrokerFactory, clients: Clients
+) -> None:
+    broker = broker_factory({"mqtt": {"max_queued": TOTAL}})  # room for every message
     offline_subscriber(clients, broker)
     clients.paho(broker, "pub").publish(RETAINED_TOPIC, b"kept", qos=1, retain=True)
     raw = clients.raw(broker)

@@ -11,7 +11,7 @@ import trio
 
 from broker.config import load_config
 from broker.message import Message, Properties
-from broker.queues import Entry, Queue
+from broker.queues import Queue
 from broker.runtime import Server
 from protocols.mqtt import codec
 
@@ -24,14 +24,14 @@ class Collector:
     """A core consumer that records deliveries and signals each one."""
 
     def __init__(self) -> None:
-        self.entries: list[Entry] = []
+        self.messages: list[Message] = []
         self.arrived = trio.Event()
 
     def ready(self) -> bool:
         return True
 
-    def deliver(self, queue: Queue, entry: Entry) -> bool:
-        self.entries.append(entry)
+    def deliver(self, queue: Queue, message: Message, seq: int, redelivered: bool) -> bool:
+        self.messages.append(message)
         self.arrived.set()
         return False
 
@@ -64,8 +64,7 @@ async def test_core_queue_bound_with_amqp_pattern_receives_mqtt_publish(server: 
     )
     with trio.fail_after(10):
         await collector.arrived.wait()
-    [entry] = collector.entries
-    message = entry.message
+    [message] = collector.messages
     assert (message.exchange, message.routing_key, message.body) == (
         "amq.topic",
         "sensors.room1.temp",
