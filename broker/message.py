@@ -94,14 +94,13 @@ class Message:
         routing_key: str,
         body: bytes,
         properties: Properties = EMPTY_PROPERTIES,
-        *,
         expires_at: float | None = None,
         origin: object = None,
         publisher: str | None = None,
         extra: dict[str, Any] | None = None,
         topic: str | None = None,
     ) -> None:
-        self.id = next(_ids)
+        self.id = 0
         self.exchange = exchange
         self.routing_key = routing_key
         self.topic = topic
@@ -113,6 +112,12 @@ class Message:
         self.publisher = publisher
         self.extra = extra
         self.cache: dict[Any, Any] | None = None
+
+    def storage_id(self) -> int:
+        """A run-unique id, given on first need: most messages are never stored."""
+        if not self.id:
+            self.id = next(_ids)
+        return self.id
 
     def expired(self, now: float | None = None) -> bool:
         return self.expires_at is not None and (now or time.time()) >= self.expires_at

@@ -152,6 +152,9 @@ class Queue:
         self._next_seq = 1
         self._rr = 0
         self._ttl = None if self.args.message_ttl is None else self.args.message_ttl / 1000
+        inf = float("inf")
+        self._max_length = inf if self.args.max_length is None else self.args.max_length
+        self._max_bytes = inf if self.args.max_length_bytes is None else self.args.max_length_bytes
 
     @property
     def store(self) -> Store:
@@ -174,11 +177,11 @@ class Queue:
     def publish(self, message: Message) -> int:
         """Enqueue a routed message; returns REJECTED, ACCEPTED or STORED (durably logged,
         so the publisher must await ``store.sync()`` before confirming)."""
-        args = self.args
-        if (args.max_length is not None or args.max_length_bytes is not None) and not (
-            self._make_room(message)
-        ):
-            if args.overflow == "reject-publish-dlx":
+        if (
+            len(self._ready) >= self._max_length
+            or self.ready_bytes + len(message.body) > self._max_bytes
+        ) and not self._make_room(message):
+            if self.args.overflow == "reject-publish-dlx":
                 self._dead_letter_message(message, "maxlen")
             return REJECTED
         ttl = self._ttl
@@ -187,7 +190,9 @@ class Queue:
         self.published += 1
         stored = message.persistent and self.durable
         if stored:
-            self.store.enqueue(self.vhost.name, self.name, seq, message.id, stored_form(message))
+            self.store.enqueue(
+                self.vhost.name, self.name, seq, message.storage_id(), stored_form(message)
+            )
         if ttl is None and not self._ready and self.consumers:
             consumer = self._next_consumer()
             if consumer is not None:

@@ -60,6 +60,9 @@ __all__ = [
     "valid_topic_name",
 ]
 
+#: Distinct topic names a decoder remembers (see _decode_topic).
+TOPIC_CACHE_SIZE = 256
+
 PACKET_TOO_LARGE = 0x95
 UNSUPPORTED_PROTOCOL_VERSION = 0x84
 CLIENT_ID_NOT_VALID = 0x85
@@ -359,20 +362,33 @@ def _decode_connack(dec: Decoder, b0: int, buf: bytes, pos: int, end: int) -> Co
     return Connack(bool(ack_flags), reason_code, properties)
 
 
-def _decode_publish(dec: Decoder, b0: int, buf: bytes, pos: int, end: int) -> Publish:
-    if pos + 2 > end:
-        raise _short("PUBLISH")
-    stop = pos + 2 + (buf[pos] << 8 | buf[pos + 1])
-    if stop > end:
-        raise MQTTError("PUBLISH topic length runs past the end of the packet")
+def _decode_topic(dec: Decoder, raw_topic: bytes) -> str:
+    """Decode and check a topic name, remembering it: publishers repeat their topics, so
+    most packets skip the UTF-8 decode and the character checks."""
     try:
-        topic = buf[pos + 2 : stop].decode()
+        topic = raw_topic.decode()
     except UnicodeDecodeError:
         raise MQTTError("topic is not valid UTF-8") from None
     if "\x00" in topic:
         raise MQTTError("topic contains U+0000")
     if "+" in topic or "#" in topic:
         raise MQTTError(f"wildcard in topic name {topic!r}", TOPIC_NAME_INVALID)
+    if len(dec.topics) >= TOPIC_CACHE_SIZE:
+        dec.topics.clear()
+    dec.topics[raw_topic] = topic
+    return topic
+
+
+def _decode_publish(dec: Decoder, b0: int, buf: bytes, pos: int, end: int) -> Publish:
+    if pos + 2 > end:
+        raise _short("PUBLISH")
+    stop = pos + 2 + (buf[pos] << 8 | buf[pos + 1])
+    if stop > end:
+        raise MQTTError("PUBLISH topic length runs past the end of the packet")
+    raw_topic = buf[pos + 2 : stop]
+    topic = dec.topics.get(raw_topic)
+    if topic is None:
+        topic = _decode_topic(dec, raw_topic)
     qos = b0 >> 1 & 3
     packet_id = None
     if qos:
@@ -550,6 +566,7 @@ class Decoder:
         self._pending = bytearray()
         self._need = 0
         self._error: MQTTError | None = None
+        self.topics: dict[bytes, str] = {}
 
     def feed(self, data: bytes) -> list[Packet]:
         """Return every packet completed by data; keep any partial packet for later."""

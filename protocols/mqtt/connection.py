@@ -68,29 +68,42 @@ class MQTTConnection:
         self.publisher = False
         self._backlogged = False
         self.flow = front.broker.flow
+        self._decode_error: MQTTError | None = None
 
     # -- driving ------------------------------------------------------------------------
 
     def receive(self, data: bytes) -> None:
         """Handle every complete packet in ``data``; protocol errors close the connection."""
-        stats = self.broker.stats
-        stats.bytes_received += len(data)
-        try:
-            packets = self.decoder.feed(data)
-        except MQTTError as exc:
-            self._handle_all(exc.packets)
-            if not self.closing:
-                self._protocol_error(exc)
-            return
-        self._handle_all(packets)
+        packets = self.decode(data)
+        self.handle(packets, 0, len(packets))
+        self.decoded()
 
-    def _handle_all(self, packets: list) -> None:
+    def decode(self, data: bytes) -> list:
+        """The complete packets in ``data``.  A malformed packet ends the list; its error
+        is reported by ``decoded`` once the packets before it have been handled."""
+        self.broker.stats.bytes_received += len(data)
+        try:
+            return self.decoder.feed(data)
+        except MQTTError as exc:
+            self._decode_error = exc
+            return exc.packets
+
+    def decoded(self) -> None:
+        """Every packet of the last ``decode`` was handled."""
+        exc, self._decode_error = self._decode_error, None
+        if exc is not None and not self.closing:
+            self._protocol_error(exc)
+
+    def handle(self, packets: list, start: int, stop: int) -> None:
+        """Handle ``packets[start:stop]``: the adapter hands over slices so that a huge read
+        from one publisher can be interleaved with other connections' work."""
         session = self.session
         acked = False
         try:
-            for packet in packets:
+            for index in range(start, stop):
                 if self.closing:
                     return
+                packet = packets[index]
                 kind = type(packet)
                 if kind is codec.Publish:
                     self._publish(packet)
@@ -104,7 +117,7 @@ class MQTTConnection:
         except MQTTError as exc:
             self._protocol_error(exc)
         finally:
-            self.broker.stats.messages_received += len(packets)
+            self.broker.stats.messages_received += stop - start
             if acked and session is not None and not self.closing:
                 session.queue.dispatch()
 
@@ -216,8 +229,12 @@ class MQTTConnection:
             self._ack(b"\x50\x02" + packet.packet_id.to_bytes(2, "big"), False)
             return
         stored = False
-        if self._allowed("publish", packet.topic):
-            stored = self._route(packet.topic, packet.payload, qos, packet.retain, packet.raw)
+        topic = packet.topic
+        acl = self.broker.acl
+        if self._can_write and (
+            not acl or acl.check(self.username, self.client_id, topic, "publish")
+        ):
+            stored = self._route(topic, packet.payload, qos, packet.retain, packet.raw)
         else:
             stats.publish_dropped += 1
         if qos == 1:

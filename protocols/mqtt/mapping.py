@@ -15,6 +15,9 @@ from protocols.mqtt.codec import encode_publish
 TOPIC_EXCHANGE = "amq.topic"
 PERSISTENT = Properties(delivery_mode=2)
 QOS2 = {"qos": 2}
+#: Cache keys of QoS 0 encodings for MQTT 3.x, live and retained (3.1 and 3.1.1 agree).
+V3_LIVE = (4, False)
+V3_RETAINED = (4, True)
 
 
 def message_from_publish(
@@ -32,13 +35,14 @@ def message_from_publish(
         mqtt_to_key(topic),
         payload,
         PERSISTENT if qos else EMPTY_PROPERTIES,
-        origin=origin,
-        publisher=publisher,
-        extra=QOS2 if qos == 2 else None,
-        topic=topic,
+        None,
+        origin,
+        publisher,
+        QOS2 if qos == 2 else None,
+        topic,
     )
     if raw is not None:
-        message.cache = {(4, False): raw}
+        message.cache = {V3_LIVE: raw}
     return message
 
 
@@ -63,7 +67,7 @@ def message_topic(message: Message) -> str:
 def encode_qos0(message: Message, retain: bool, level: int) -> bytes:
     """The QoS 0 PUBLISH for a message, encoded once per protocol level and retain flag
     (3.1 and 3.1.1 share one encoding)."""
-    key = (4 if level < 5 else level, retain)
+    key = (V3_RETAINED if retain else V3_LIVE) if level < 5 else (level, retain)
     cache = message.cache
     if cache is None:
         data = encode_publish(

@@ -19,6 +19,8 @@ from protocols.mqtt.frontend import MQTTFrontEnd
 log = logging.getLogger("broker.mqtt")
 
 RECEIVE_SIZE = 1 << 16
+#: Packets handled between checks of publisher flow control.
+SLICE = 64
 #: How long a closing connection may take to flush its last bytes (e.g. a refusal).
 FLUSH_TIMEOUT = 5.0
 #: A peer that accepts none of our bytes for this long is dropped.
@@ -65,12 +67,15 @@ async def _read(stream: trio.abc.Stream, conn: MQTTConnection) -> None:
             return
         if not data:
             return
-        if conn.publisher and flow.backlogged:
-            await flow.wait()
-        conn.receive(data)
-        if conn.acks_after_sync:
-            await store.sync()
-            conn.synced()
+        packets = conn.decode(data)
+        for start in range(0, len(packets), SLICE):
+            if conn.publisher and flow.backlogged:
+                await flow.wait()
+            conn.handle(packets, start, min(start + SLICE, len(packets)))
+            if conn.acks_after_sync:
+                await store.sync()
+                conn.synced()
+        conn.decoded()
 
 
 async def serve(
