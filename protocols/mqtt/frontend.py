@@ -27,6 +27,8 @@ class MQTTFrontEnd:
         self.settings = settings
         self.vhost = broker.vhost()
         self.sessions: dict[str, Session] = {}
+        #: while the adapter handles a batch of packets: the outputs to flush after it
+        self.output_batch: list | None = None
         self._restore()
 
     def open_session(self, client_id: str, clean: bool) -> tuple[Session, bool]:

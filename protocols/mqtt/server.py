@@ -1,14 +1,20 @@
 """The thin trio adapter: drives an ``MQTTConnection`` from a byte stream.
 
-One task reads, feeds whole chunks to the state machine and, when it holds acks for
-durably routed messages, awaits the store once for the whole chunk (group commit).  A
-second task writes whatever accumulated in the outbox with one ``send_all`` per wake-up,
-so deliveries from many publishers coalesce into few system calls.
+One task reads, hands the decoded packets to the state machine in slices and, when it holds
+acks for durably routed messages, awaits the store once per slice (group commit).
+
+Output is batched: while a reader handles a slice, every connection that gets bytes to send
+is only noted; when the slice is done, each is flushed with one non-blocking ``send`` from
+the reader itself, so a message costs no task switch and no extra wake-up.  What the
+socket does not take at once (or any TLS stream) goes to the connection's writer task,
+which finishes it with ``send_all``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
 
 import trio
 
@@ -27,15 +33,46 @@ FLUSH_TIMEOUT = 5.0
 SEND_TIMEOUT = 60.0
 
 
-class _Writer:
-    def __init__(self, stream: trio.abc.Stream, conn: MQTTConnection) -> None:
+class _Output:
+    """Gets one connection's outbox onto the wire."""
+
+    def __init__(self, front: MQTTFrontEnd, stream: trio.abc.Stream, conn: MQTTConnection):
+        self._front = front
         self._stream = stream
         self._conn = conn
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
         self._wakeup = trio.Event()
+        self._sending = False
         self._finishing = False
 
-    def wake(self) -> None:
-        self._wakeup.set()
+    def requested(self) -> None:
+        """The connection has new output: flush at the end of the current batch, or have
+        the writer task send it when no batch is running."""
+        batch = self._front.output_batch
+        if batch is not None:
+            batch.append(self)
+        else:
+            self._wakeup.set()
+
+    def flush(self) -> None:
+        """Send what the socket takes right now; leave the rest to the writer task."""
+        conn = self._conn
+        if self._sending or self._fd is None or not conn.outbox:
+            self._wakeup.set()
+            return
+        try:
+            sent = os.write(self._fd, conn.outbox)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._wakeup.set()  # the writer task meets the same error and ends the connection
+            return
+        conn.broker.stats.bytes_sent += sent
+        del conn.outbox[:sent]
+        if conn.outbox:
+            self._wakeup.set()
+        else:
+            conn.output_drained()
 
     def finish(self) -> None:
         """Send what is queued, then stop."""
@@ -44,38 +81,93 @@ class _Writer:
 
     async def run(self) -> None:
         conn = self._conn
-        while True:
-            await self._wakeup.wait()
-            self._wakeup = trio.Event()
-            data = conn.take_output()
-            if data:
-                with trio.fail_after(SEND_TIMEOUT):
+        with trio.CancelScope() as timeout:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup = trio.Event()
+                data = conn.take_output()
+                if data:
+                    self._sending = True
+                    timeout.deadline = trio.current_time() + SEND_TIMEOUT
                     await self._stream.send_all(data)
-                conn.output_drained()
-            if self._finishing and not conn.outbox:
-                return
+                    timeout.deadline = math.inf
+                    self._sending = False
+                    conn.output_drained()
+                if self._finishing and not conn.outbox:
+                    return
+        raise trio.TooSlowError
 
 
-async def _read(stream: trio.abc.Stream, conn: MQTTConnection) -> None:
+class _Input:
+    """Reads a connection's bytes.  On a plain socket it waits for readability before
+    reading, unless the last read filled the buffer: at low rates this saves the failing
+    ``recv`` that a read-first loop makes for every packet."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self._more = False
+
+    async def receive(self) -> bytes:
+        sock = self._socket
+        if sock is None:
+            return await self._stream.receive_some(RECEIVE_SIZE)
+        if self._more:
+            await trio.lowlevel.checkpoint()
+        else:
+            await trio.lowlevel.wait_readable(sock)
+        while True:
+            try:
+                data = os.read(sock.fileno(), RECEIVE_SIZE)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(sock)
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+            self._more = len(data) == RECEIVE_SIZE
+            return data
+
+
+def flush_batch(front: MQTTFrontEnd) -> None:
+    """Flush every connection that got output during the batch just handled (flushing can
+    free room for more deliveries, which join the batch)."""
+    pending = front.output_batch
+    while pending:
+        front.output_batch = []
+        for output in pending:
+            output.flush()
+        pending = front.output_batch
+    front.output_batch = None
+
+
+async def _read(stream: trio.abc.Stream, conn: MQTTConnection, front: MQTTFrontEnd) -> None:
     store = conn.broker.store
     flow = conn.flow
-    while not conn.closing:
-        with trio.move_on_after(conn.receive_timeout()) as scope:
-            data = await stream.receive_some(RECEIVE_SIZE)
-        if scope.cancelled_caught:
-            conn.timed_out()
-            return
-        if not data:
-            return
-        packets = conn.decode(data)
-        for start in range(0, len(packets), SLICE):
-            if conn.publisher and flow.backlogged:
-                await flow.wait()
-            conn.handle(packets, start, min(start + SLICE, len(packets)))
-            if conn.acks_after_sync:
-                await store.sync()
-                conn.synced()
-        conn.decoded()
+    source = _Input(stream)
+    with trio.CancelScope() as keepalive:
+        while not conn.closing:
+            timeout = conn.receive_timeout()
+            if timeout != math.inf:
+                keepalive.deadline = trio.current_time() + timeout
+            data = await source.receive()
+            keepalive.deadline = math.inf
+            if not data:
+                return
+            packets = conn.decode(data)
+            for start in range(0, len(packets), SLICE):
+                if conn.publisher and flow.backlogged:
+                    await flow.wait()
+                front.output_batch = []
+                try:
+                    conn.handle(packets, start, min(start + SLICE, len(packets)))
+                finally:
+                    flush_batch(front)
+                if conn.acks_after_sync:
+                    await store.sync()
+                    conn.synced()
+            conn.decoded()
+    if keepalive.cancelled_caught:
+        conn.timed_out()
 
 
 async def serve(
@@ -83,15 +175,15 @@ async def serve(
 ) -> None:
     """Run one MQTT connection until it ends; never raises for the peer's faults."""
     conn = MQTTConnection(front, peer=peer, peer_loopback=peer_loopback)
-    writer = _Writer(stream, conn)
-    conn.on_output = writer.wake
+    output = _Output(front, stream, conn)
+    conn.on_output = output.requested
     try:
         async with trio.open_nursery() as nursery:
             conn.on_kick = nursery.cancel_scope.cancel
-            nursery.start_soon(writer.run)
-            await _read(stream, conn)
+            nursery.start_soon(output.run)
+            await _read(stream, conn, front)
             conn.connection_lost()
-            writer.finish()
+            output.finish()
             nursery.cancel_scope.deadline = trio.current_time() + FLUSH_TIMEOUT
     except* (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
         event(log, logging.DEBUG, "mqtt connection dropped", peer=peer)
