@@ -119,7 +119,7 @@ class MQTTConnection:
         finally:
             self.broker.stats.messages_received += stop - start
             if acked and session is not None and not self.closing:
-                session.queue.dispatch()
+                session.dispatch()
 
     def _control(self, packet: object) -> None:
         if not self.connected:
@@ -194,7 +194,7 @@ class MQTTConnection:
         self.broker.stats.connected("mqtt")
         self.write(bytes((0x20, 2, 1 if present else 0, 0)))
         session.resend_inflight(self)
-        session.queue.dispatch()
+        session.dispatch()
 
     def _takeover(self, client_id: str) -> None:
         """MQTT 3.1.1 3.1.4: a second connection with the same client id replaces the
@@ -323,7 +323,7 @@ class MQTTConnection:
             self.flow.drained(self)
         session = self.session
         if session is not None and self.connected and not self.closing:
-            session.queue.dispatch()
+            session.dispatch()
 
     # -- ending -------------------------------------------------------------------------
 

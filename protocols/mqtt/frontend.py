@@ -10,7 +10,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from broker.log import event
-from protocols.mqtt.session import Session, queue_name
+from protocols.mqtt.session import Session
 
 if TYPE_CHECKING:
     from broker.config import MqttConfig
@@ -73,14 +73,12 @@ class MQTTFrontEnd:
         return session
 
     def _restore(self) -> None:
-        """Bring back persistent sessions (their queues were restored by the core)."""
+        """Bring back persistent sessions (their queues, if they had subscriptions, were
+        restored by the core)."""
         for key, blob in list(self.broker.sessions.items()):
             if not key.startswith(SESSION_PREFIX):
                 continue
             client_id = key[len(SESSION_PREFIX) :]
-            if queue_name(client_id) not in self.vhost.queues:
-                self.broker.save_session(key, None)
-                continue
             self.sessions[client_id] = self._new_session(client_id, durable=True, blob=blob)
         if self.sessions:
             event(log, logging.INFO, "mqtt sessions restored", count=len(self.sessions))

@@ -34,14 +34,23 @@ SEND_TIMEOUT = 60.0
 
 
 class _Output:
-    """Gets one connection's outbox onto the wire."""
+    """Gets one connection's outbox onto the wire.  The writer task starts on first need
+    (most output leaves through ``flush``), so an idle connection costs one task."""
 
-    def __init__(self, front: MQTTFrontEnd, stream: trio.abc.Stream, conn: MQTTConnection):
+    def __init__(
+        self,
+        front: MQTTFrontEnd,
+        stream: trio.abc.Stream,
+        conn: MQTTConnection,
+        nursery: trio.Nursery,
+    ) -> None:
         self._front = front
         self._stream = stream
         self._conn = conn
+        self._nursery = nursery
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
         self._wakeup = trio.Event()
+        self._writer_started = False
         self._sending = False
         self._finishing = False
 
@@ -52,32 +61,39 @@ class _Output:
         if batch is not None:
             batch.append(self)
         else:
-            self._wakeup.set()
+            self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        if not self._writer_started:
+            self._writer_started = True
+            self._nursery.start_soon(self.run)
+        self._wakeup.set()
 
     def flush(self) -> None:
         """Send what the socket takes right now; leave the rest to the writer task."""
         conn = self._conn
         if self._sending or self._fd is None or not conn.outbox:
-            self._wakeup.set()
+            self._wake_writer()
             return
         try:
             sent = os.write(self._fd, conn.outbox)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
-            self._wakeup.set()  # the writer task meets the same error and ends the connection
+            self._wake_writer()  # the writer task meets the same error and ends the connection
             return
         conn.broker.stats.bytes_sent += sent
         del conn.outbox[:sent]
         if conn.outbox:
-            self._wakeup.set()
+            self._wake_writer()
         else:
             conn.output_drained()
 
     def finish(self) -> None:
         """Send what is queued, then stop."""
         self._finishing = True
-        self._wakeup.set()
+        if self._conn.outbox or self._writer_started:
+            self._wake_writer()
 
     async def run(self) -> None:
         conn = self._conn
@@ -164,7 +180,11 @@ async def _read(stream: trio.abc.Stream, conn: MQTTConnection, front: MQTTFrontE
                     flush_batch(front)
                 if conn.acks_after_sync:
                     await store.sync()
-                    conn.synced()
+                    front.output_batch = []
+                    try:
+                        conn.synced()
+                    finally:
+                        flush_batch(front)
             conn.decoded()
     if keepalive.cancelled_caught:
         conn.timed_out()
@@ -175,12 +195,11 @@ async def serve(
 ) -> None:
     """Run one MQTT connection until it ends; never raises for the peer's faults."""
     conn = MQTTConnection(front, peer=peer, peer_loopback=peer_loopback)
-    output = _Output(front, stream, conn)
-    conn.on_output = output.requested
     try:
         async with trio.open_nursery() as nursery:
+            output = _Output(front, stream, conn, nursery)
+            conn.on_output = output.requested
             conn.on_kick = nursery.cancel_scope.cancel
-            nursery.start_soon(output.run)
             await _read(stream, conn, front)
             conn.connection_lost()
             output.finish()

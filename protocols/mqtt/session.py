@@ -70,14 +70,30 @@ class Session:
         self.connection: MQTTConnection | None = None
         self._next_id = 1
         self._only_qos: int | None = None
-        name = queue_name(client_id)
-        existing = vhost.queues.get(name)
-        self.queue: Queue = existing or vhost.declare_queue(
-            name,
-            durable=durable,
-            arguments={"x-max-length": max_queued} if max_queued else None,
-        )
-        self.queue.add_consumer(self)
+        self._max_queued = max_queued
+        self.queue: Queue | None = None
+        if queue_name(client_id) in vhost.queues:
+            self._open_queue()
+
+    def _open_queue(self) -> Queue:
+        """The session's queue, made on the first subscription: a client that only
+        publishes costs no queue."""
+        queue = self.queue
+        if queue is None:
+            name = queue_name(self.client_id)
+            queue = self.vhost.queues.get(name) or self.vhost.declare_queue(
+                name,
+                durable=self.durable,
+                arguments={"x-max-length": self._max_queued} if self._max_queued else None,
+            )
+            self.queue = queue
+            queue.add_consumer(self)
+        return queue
+
+    def dispatch(self) -> None:
+        """Let the queue deliver whatever the window and the buffer have room for now."""
+        if self.queue is not None:
+            self.queue.dispatch()
 
     # -- Consumer protocol --------------------------------------------------------------
 
@@ -106,6 +122,8 @@ class Session:
 
     def queue_deleted(self, queue: Queue) -> None:
         self.subscriptions.clear()
+        self._only_qos = None
+        self.queue = None
 
     # -- sending ------------------------------------------------------------------------
 
@@ -182,7 +200,7 @@ class Session:
             self._save()
 
     def _ack_queue(self, item: Inflight) -> None:
-        if item.seq is not None:
+        if item.seq is not None and self.queue is not None:
             self.queue.ack(item.seq)
             item.seq = None
 
@@ -190,7 +208,9 @@ class Session:
 
     def subscribe(self, topic_filter: str, qos: int) -> None:
         if topic_filter not in self.subscriptions:
-            self.vhost.bind(self.queue, TOPIC_EXCHANGE, filter_to_pattern(topic_filter), None)
+            self.vhost.bind(
+                self._open_queue(), TOPIC_EXCHANGE, filter_to_pattern(topic_filter), None
+            )
         self.subscriptions[topic_filter] = qos
         self._subscriptions_changed()
 
@@ -221,11 +241,9 @@ class Session:
         """Drop the session and its queue (clean session end or clean-start takeover)."""
         self.connection = None
         self.inflight.clear()
-        if (
-            self.queue.name in self.vhost.queues
-            and self.vhost.queues[self.queue.name] is self.queue
-        ):
-            self.vhost.delete_queue(self.queue.name)
+        queue = self.queue
+        if queue is not None and self.vhost.queues.get(queue.name) is queue:
+            self.vhost.delete_queue(queue.name)
         if self.durable:
             self._persist(None)
 
