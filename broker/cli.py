@@ -92,6 +92,9 @@ def _client(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-u", "--username")
     parser.add_argument("-P", "--password")
     parser.add_argument("-i", "--client-id", default="")
+    parser.add_argument(
+        "-k", "--keepalive", type=int, default=60, help="MQTT keepalive in seconds (0: none)"
+    )
     parser.add_argument("--tls", action="store_true", help="connect with TLS")
     parser.add_argument("--cafile", help="CA certificate to verify the server with")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait")

@@ -6,9 +6,12 @@ They speak plain MQTT, so they work against this broker and any other (Mosquitto
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import ssl
 import sys
+import time
+from collections.abc import Callable
 
 from protocols.mqtt import codec
 
@@ -23,16 +26,26 @@ CONNACK_ERRORS = {
 
 class Client:
     def __init__(self, args: argparse.Namespace) -> None:
-        sock = socket.create_connection((args.host, args.port), timeout=args.timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if args.tls or args.cafile:
-            context = ssl.create_default_context(cafile=args.cafile)
-            sock = context.wrap_socket(sock, server_hostname=args.host)
+        try:
+            sock = socket.create_connection((args.host, args.port), timeout=args.timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if args.tls or args.cafile:
+                context = ssl.create_default_context(cafile=args.cafile)
+                sock = context.wrap_socket(sock, server_hostname=args.host)
+        except OSError as exc:
+            sys.exit(f"broker: cannot connect to {args.host}:{args.port}: {exc}")
         self.sock = sock
         self.decoder = codec.Decoder()
         self.pending: list = []
+        self.keepalive = args.keepalive
+        self.pinging = False  # set while waiting for messages: send PINGREQ when idle
+        self.last_sent = time.monotonic()
         password = args.password.encode() if args.password is not None else None
-        self.send(codec.Connect("MQTT", 4, True, 60, args.client_id, args.username, password, None))
+        self.send(
+            codec.Connect(
+                "MQTT", 4, True, args.keepalive, args.client_id, args.username, password, None
+            )
+        )
         connack = self.expect(codec.Connack)
         if connack.reason_code:
             reason = CONNACK_ERRORS.get(connack.reason_code, f"code {connack.reason_code}")
@@ -40,13 +53,28 @@ class Client:
 
     def send(self, packet: object) -> None:
         self.sock.sendall(codec.encode(packet, 4))
+        self.last_sent = time.monotonic()
 
     def next_packet(self) -> object:
         while not self.pending:
-            data = self.sock.recv(65536)
+            if self.pinging and self.keepalive:
+                # The server drops a client that sends nothing for 1.5 keepalives.
+                idle = time.monotonic() - self.last_sent
+                if idle >= self.keepalive:
+                    self.send(codec.Pingreq())
+                    idle = 0
+                self.sock.settimeout(self.keepalive - idle)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                if self.pinging:
+                    continue
+                sys.exit("broker: timed out waiting for the server")
             if not data:
                 sys.exit("broker: connection closed by the server")
             self.pending.extend(self.decoder.feed(data))
+        if self.pinging and self.keepalive and time.monotonic() - self.last_sent >= self.keepalive:
+            self.send(codec.Pingreq())  # messages keep coming, but we have sent nothing
         return self.pending.pop(0)
 
     def expect(self, kind: type) -> object:
@@ -57,11 +85,25 @@ class Client:
 
     def close(self) -> None:
         try:
-            self.send(codec.Disconnect())
+            with contextlib.suppress(OSError):  # the connection may already be gone
+                self.send(codec.Disconnect())
         finally:
             self.sock.close()
 
 
+def _clear_errors(tool: Callable[[argparse.Namespace], None]) -> Callable:
+    """Network failures end the tool with one line on stderr, not a traceback."""
+
+    def run(args: argparse.Namespace) -> None:
+        try:
+            tool(args)
+        except OSError as exc:
+            sys.exit(f"broker: {exc}")
+
+    return run
+
+
+@_clear_errors
 def publish(args: argparse.Namespace) -> None:
     client = Client(args)
     client.send(
@@ -78,17 +120,22 @@ def publish(args: argparse.Namespace) -> None:
     client.close()
 
 
+@_clear_errors
 def subscribe(args: argparse.Namespace) -> None:
     client = Client(args)
-    client.sock.settimeout(None)
     client.send(codec.Subscribe(1, [(args.filter, codec.SubscriptionOptions(args.qos))]))
     suback = client.expect(codec.Suback)
     if suback.reason_codes[0] >= 0x80:
         sys.exit(f"broker: subscription to {args.filter!r} refused")
+    client.sock.settimeout(None)
+    client.pinging = True
     received = 0
     try:
         while not args.count or received < args.count:
             packet = client.next_packet()
+            if isinstance(packet, codec.Pubrel):
+                client.send(codec.Pubcomp(packet.packet_id))
+                continue
             if not isinstance(packet, codec.Publish):
                 continue
             if packet.qos == 1:

@@ -296,6 +296,13 @@ class MQTTConnection:
             for _topic, message in self.broker.retained.match(topic_filter):
                 session.send_retained(message, qos)
 
+    @property
+    def only_publishes(self) -> bool:
+        """A publisher that consumes nothing: delaying its reads a little costs it no
+        round trip (see the adapter's read coalescing)."""
+        session = self.session
+        return self.publisher and session is not None and not session.subscriptions
+
     # -- output -------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
