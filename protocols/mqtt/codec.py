@@ -8,7 +8,9 @@ acknowledgements have dedicated fast paths because they dominate broker traffic.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from protocols.mqtt.properties import (
     CONNACK,
@@ -59,6 +61,9 @@ __all__ = [
     "valid_topic_filter",
     "valid_topic_name",
 ]
+
+#: The properties of every MQTT 3.x packet: shared and read-only, so decoding allocates none.
+NO_PROPERTIES: Mapping[str, object] = MappingProxyType({})
 
 #: Distinct topic names a decoder remembers (see _decode_topic).
 TOPIC_CACHE_SIZE = 256
@@ -400,8 +405,10 @@ def _decode_publish(dec: Decoder, b0: int, buf: bytes, pos: int, end: int) -> Pu
         if b0 == 0x30:
             length = end - pos
             head = 2 if length < 0x80 else 3 if length < 0x4000 else 4 if length < 0x200000 else 5
-            return Publish(topic, buf[stop:end], 0, False, False, None, {}, buf[pos - head : end])
-        properties = {}
+            return Publish(
+                topic, buf[stop:end], 0, False, False, None, NO_PROPERTIES, buf[pos - head : end]
+            )
+        properties = NO_PROPERTIES
     else:
         if stop < end and not buf[stop]:  # the usual empty property block
             properties = {}

@@ -180,6 +180,27 @@ def flush_batch(front: MQTTFrontEnd) -> None:
     front.output_batch = None
 
 
+def _handle_batch(
+    front: MQTTFrontEnd, conn: MQTTConnection, packets: list, start: int, end: int
+) -> int:
+    """Handle packets from ``start`` in slices until the end or until publishers must wait
+    for a backlogged consumer; all output of the batch is flushed at its end (there is no
+    await inside a batch, so batches of different connections never mix).  Returns where
+    it stopped."""
+    flow = conn.flow
+    front.output_batch = []
+    try:
+        while start < end and not conn.closing:
+            stop = min(start + SLICE, end)
+            conn.handle(packets, start, stop)
+            start = stop
+            if conn.publisher and flow.backlogged:
+                break
+    finally:
+        flush_batch(front)
+    return start
+
+
 async def _read(stream: trio.abc.Stream, conn: MQTTConnection, front: MQTTFrontEnd) -> None:
     store = conn.broker.store
     flow = conn.flow
@@ -194,21 +215,18 @@ async def _read(stream: trio.abc.Stream, conn: MQTTConnection, front: MQTTFrontE
             if not data:
                 return
             packets = conn.decode(data)
-            for start in range(0, len(packets), SLICE):
+            start, end = 0, len(packets)
+            while start < end and not conn.closing:
                 if conn.publisher and flow.backlogged:
                     await flow.wait()
+                start = _handle_batch(front, conn, packets, start, end)
+            if conn.acks_after_sync:
+                await store.sync()
                 front.output_batch = []
                 try:
-                    conn.handle(packets, start, min(start + SLICE, len(packets)))
+                    conn.synced()
                 finally:
                     flush_batch(front)
-                if conn.acks_after_sync:
-                    await store.sync()
-                    front.output_batch = []
-                    try:
-                        conn.synced()
-                    finally:
-                        flush_batch(front)
             conn.decoded()
     if keepalive.cancelled_caught:
         conn.timed_out()
