@@ -6,7 +6,8 @@ match `$`-topics (so `#` never covers `$SYS/...`).
 
 Publish: a rule applies when its filter matches the concrete topic.
 
-Subscribe (the request is itself a filter, so "matches" needs care to stay safe):
+Subscribe, in `check` (the request is itself a filter, so "matches" needs care to stay
+safe; `subscription` refines this into allow / deny / filter-per-delivery):
 - a deny rule applies when it and the request can match a common topic: denying
   `private/#` refuses subscriptions to `#`, `private/+` and `+/x` alike;
 - an allow rule applies only when it covers the request, i.e. matches every topic the
@@ -113,6 +114,26 @@ class TopicACL:
             if applies:
                 return allow
         return True
+
+    def subscription(self, user: str, client_id: str, topic_filter: str) -> str:
+        """The verdict on a subscription: "allow" when every topic it can match is allowed,
+        "deny" when none is, "filter" when only some are.  A filtered subscription is
+        granted and each delivery is checked on its concrete topic (as Mosquitto checks
+        reads per message), so denying `secret/#` does not refuse a subscription to `#`."""
+        if not self._rules:
+            return "allow"
+        levels = tuple(topic_filter.split("/"))
+        partial: set[bool] = set()
+        verdict = True
+        for rule, allow in self._compiled(user, client_id)["subscribe"]:
+            if _covers(rule, levels):
+                verdict = allow
+                break
+            if _intersects(rule, levels):
+                partial.add(allow)
+        if partial - {verdict}:
+            return "filter"
+        return "allow" if verdict else "deny"
 
     def _compiled(self, user: str, client_id: str) -> dict[str, _Compiled]:
         key = (user, client_id)

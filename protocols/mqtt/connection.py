@@ -65,6 +65,7 @@ class MQTTConnection:
         self.session: Session | None = None
         self.will: codec.Will | None = None
         self._can_write = False
+        self._can_read = False
         self.publisher = False
         self._backlogged = False
         self.flow = front.broker.flow
@@ -183,12 +184,17 @@ class MQTTConnection:
         self.username = user.name
         self.client_id = client_id
         self._user = user
+        # RabbitMQ's model: publishing writes to amq.topic, subscribing reads from it
         self._can_write = auth.can(user, vhost, "write", "amq.topic")
+        self._can_read = auth.can(user, vhost, "read", "amq.topic")
         self.keepalive = packet.keepalive
         self.will = packet.will
         self._takeover(client_id)
         session, present = self.front.open_session(client_id, packet.clean_start)
         session.attach(self)
+        session.filtered = {
+            f for f in session.subscriptions if self._subscription_verdict(f) == "filter"
+        }
         self.session = session
         self.connected = True
         self.broker.stats.connected("mqtt")
@@ -270,7 +276,7 @@ class MQTTConnection:
         self.write(b"".join(acks))
 
     def _allowed(self, action: str, topic: str) -> bool:
-        if action == "publish" and not self._can_write:
+        if not (self._can_write if action == "publish" else self._can_read):
             return False
         acl = self.broker.acl
         return not acl or acl.check(self.username, self.client_id, topic, action)
@@ -282,19 +288,20 @@ class MQTTConnection:
         codes: list[int] = []
         granted: list[tuple[str, int]] = []
         for topic_filter, options in packet.topics:
-            if not codec.valid_topic_filter(topic_filter) or not self._allowed(
-                "subscribe", topic_filter
-            ):
+            verdict = self._subscription_verdict(topic_filter)
+            if verdict == "deny":
                 codes.append(SUBACK_FAILURE)
                 continue
             qos = min(options.qos, 2)
-            session.subscribe(topic_filter, qos)
+            session.subscribe(topic_filter, qos, filtered=verdict == "filter")
             codes.append(qos)
             granted.append((topic_filter, qos))
         self.write(codec.encode(codec.Suback(packet.packet_id, codes), self.level))
         for topic_filter, qos in granted:
-            for _topic, message in self.broker.retained.match(topic_filter):
-                session.send_retained(message, qos)
+            filtered = topic_filter in session.filtered
+            for topic, message in self.broker.retained.match(topic_filter):
+                if not filtered or self.may_receive(topic):
+                    session.send_retained(message, qos)
 
     @property
     def only_publishes(self) -> bool:
@@ -302,6 +309,16 @@ class MQTTConnection:
         round trip (see the adapter's read coalescing)."""
         session = self.session
         return self.publisher and session is not None and not session.subscriptions
+
+    def _subscription_verdict(self, topic_filter: str) -> str:
+        """allow, deny, or filter (granted, each delivery checked against the ACL)."""
+        if not codec.valid_topic_filter(topic_filter) or not self._can_read:
+            return "deny"
+        acl = self.broker.acl
+        return acl.subscription(self.username, self.client_id, topic_filter) if acl else "allow"
+
+    def may_receive(self, topic: str) -> bool:
+        return self.broker.acl.check(self.username, self.client_id, topic, "subscribe")
 
     # -- output -------------------------------------------------------------------------
 

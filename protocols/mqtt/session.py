@@ -67,6 +67,8 @@ class Session:
         self.subscriptions: dict[str, int] = {}
         self.inflight: dict[int, Inflight] = {}
         self.incoming_qos2: set[int] = set()
+        #: subscriptions the ACL allows only in part: their deliveries are checked one by one
+        self.filtered: set[str] = set()
         self.connection: MQTTConnection | None = None
         self._next_id = 1
         self._only_qos: int | None = None
@@ -114,6 +116,8 @@ class Session:
             if granted < 0:
                 return False
         conn = self.connection
+        if self.filtered and not conn.may_receive(message_topic(message)):
+            return False
         if granted == 0 or not message.persistent:
             conn.write(encode_qos0(message, False, conn.level))
             return False
@@ -206,17 +210,22 @@ class Session:
 
     # -- subscriptions ------------------------------------------------------------------
 
-    def subscribe(self, topic_filter: str, qos: int) -> None:
+    def subscribe(self, topic_filter: str, qos: int, filtered: bool = False) -> None:
         if topic_filter not in self.subscriptions:
             self.vhost.bind(
                 self._open_queue(), TOPIC_EXCHANGE, filter_to_pattern(topic_filter), None
             )
         self.subscriptions[topic_filter] = qos
+        if filtered:
+            self.filtered.add(topic_filter)
+        else:
+            self.filtered.discard(topic_filter)
         self._subscriptions_changed()
 
     def unsubscribe(self, topic_filter: str) -> bool:
         if self.subscriptions.pop(topic_filter, None) is None:
             return False
+        self.filtered.discard(topic_filter)
         self.vhost.unbind(self.queue, TOPIC_EXCHANGE, filter_to_pattern(topic_filter), None)
         self._subscriptions_changed()
         return True

@@ -177,3 +177,20 @@ def test_substitution_is_single_pass():
     acl = TopicACL([AclRule("u/%u/#", True), AclRule("#", False)])
     assert acl.check("%c", "bob", "u/%c/x", "publish")
     assert not acl.check("%c", "bob", "u/bob/x", "publish")
+
+
+@pytest.mark.parametrize(
+    ("rules", "request_filter", "verdict"),
+    [
+        ([], "#", "allow"),
+        ([AclRule("secret/#", False)], "#", "filter"),
+        ([AclRule("secret/#", False)], "secret/+", "deny"),
+        ([AclRule("secret/#", False)], "open/#", "allow"),
+        ([AclRule("public/#", True), AclRule("#", False)], "#", "filter"),
+        ([AclRule("public/#", True), AclRule("#", False)], "public/a", "allow"),
+        ([AclRule("public/#", True), AclRule("#", False)], "other/a", "deny"),
+        ([AclRule("a/#", False), AclRule("a/#", False)], "a/b", "deny"),
+    ],
+)
+def test_subscription_verdicts(rules: list[AclRule], request_filter: str, verdict: str) -> None:
+    assert TopicACL(rules).subscription("u", "c", request_filter) == verdict

@@ -1,0 +1,152 @@
+"""The MQTT connection state machine without sockets: bytes in, bytes out, core behind."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from broker.acl import TopicACL
+from broker.auth import UserDB
+from broker.config import AclRule, MqttConfig
+from broker.core import Broker
+from broker.message import Message
+from broker.store.memory import MemoryStore
+from protocols.mqtt import codec
+from protocols.mqtt.connection import MQTTConnection
+from protocols.mqtt.frontend import MQTTFrontEnd
+
+
+@pytest.fixture
+def front() -> MQTTFrontEnd:
+    store = MemoryStore()
+    trio.run(store.open)
+    users = UserDB()
+    users.ensure_default_users()
+    users.add("reader", "pw")
+    users.set_permissions("reader", "/", "", "", ".*")
+    users.add("writer", "pw")
+    users.set_permissions("writer", "/", "", ".*", "")
+    acl = TopicACL([AclRule(topic="secret/#", allow=False)])
+    return MQTTFrontEnd(Broker(store, users, acl), MqttConfig())
+
+
+class Client:
+    """Drives one MQTTConnection and decodes what it sends back."""
+
+    def __init__(self, front: MQTTFrontEnd) -> None:
+        self.conn = MQTTConnection(front, peer="test", peer_loopback=True)
+        self.decoder = codec.Decoder()
+        self.retained: list = []
+
+    def send(self, *packets: object) -> list:
+        self.conn.receive(b"".join(codec.encode(p) for p in packets))
+        return self.received()
+
+    def received(self) -> list:
+        return self.decoder.feed(self.conn.take_output())
+
+    def connect(self, client_id: str, user: str | None = None, clean: bool = True) -> codec.Connack:
+        password = b"pw" if user else None
+        [connack] = self.send(codec.Connect("MQTT", 4, clean, 60, client_id, user, password))
+        return connack
+
+    def subscribe(self, *filters: tuple[str, int]) -> list[int]:
+        topics = [(f, codec.SubscriptionOptions(q)) for f, q in filters]
+        suback, *self.retained = self.send(codec.Subscribe(1, topics))
+        return suback.reason_codes
+
+
+def test_packet_before_connect_closes(front: MQTTFrontEnd) -> None:
+    client = Client(front)
+    assert client.send(codec.Pingreq()) == []
+    assert client.conn.closing
+
+
+def test_second_connect_closes(front: MQTTFrontEnd) -> None:
+    client = Client(front)
+    client.connect("a")
+    client.send(codec.Connect("MQTT", 4, True, 60, "a"))
+    assert client.conn.closing
+
+
+def test_qos0_publish_is_forwarded_as_received(front: MQTTFrontEnd) -> None:
+    sub, pub = Client(front), Client(front)
+    sub.connect("sub")
+    assert sub.subscribe(("t/#", 0)) == [0]
+    pub.connect("pub")
+    packet = codec.encode_publish("t/x", b"hello", 0, False, False, None, None, 4)
+    pub.conn.receive(packet)
+    assert bytes(sub.conn.take_output()) == packet
+
+
+def test_overlapping_subscriptions_deliver_once_at_highest_qos(front: MQTTFrontEnd) -> None:
+    sub, pub = Client(front), Client(front)
+    sub.connect("sub")
+    assert sub.subscribe(("a/#", 1), ("a/b", 2)) == [1, 2]
+    pub.connect("pub")
+    pub.send(codec.Publish("a/b", b"m", 2, False, False, 7))
+    [delivery] = sub.received()
+    assert (delivery.topic, delivery.qos) == ("a/b", 2)
+
+
+def test_qos2_duplicate_is_routed_once(front: MQTTFrontEnd) -> None:
+    sub, pub = Client(front), Client(front)
+    sub.connect("sub")
+    sub.subscribe(("q", 0))
+    pub.connect("pub")
+    [pubrec] = pub.send(codec.Publish("q", b"once", 2, False, False, 9))
+    assert isinstance(pubrec, codec.Pubrec)
+    [pubrec] = pub.send(codec.Publish("q", b"once", 2, False, True, 9))
+    assert isinstance(pubrec, codec.Pubrec)
+    [pubcomp] = pub.send(codec.Pubrel(9))
+    assert isinstance(pubcomp, codec.Pubcomp)
+    assert [p.payload for p in sub.received()] == [b"once"]
+
+
+def test_vhost_permissions_gate_publish_and_subscribe(front: MQTTFrontEnd) -> None:
+    reader, writer, watcher = Client(front), Client(front), Client(front)
+    assert reader.connect("r", "reader").reason_code == 0
+    assert writer.connect("w", "writer").reason_code == 0
+    watcher.connect("watch")
+    assert watcher.subscribe(("#", 0)) == [0]
+    assert writer.subscribe(("x", 0)) == [codec_failure()]
+    assert reader.subscribe(("x", 0)) == [0]
+    reader.send(codec.Publish("x", b"from reader", 0, False, False, None))
+    writer.send(codec.Publish("x", b"from writer", 0, False, False, None))
+    assert [p.payload for p in watcher.received()] == [b"from writer"]
+
+
+def test_acl_refuses_subscription_and_drops_publish(front: MQTTFrontEnd) -> None:
+    client, watcher = Client(front), Client(front)
+    client.connect("c")
+    watcher.connect("w")
+    watcher.subscribe(("open/#", 0))
+    assert client.subscribe(("secret/#", 0), ("open/#", 0)) == [codec_failure(), 0]
+    client.send(codec.Publish("secret/x", b"no", 0, False, False, None))
+    client.send(codec.Publish("open/x", b"yes", 0, False, False, None))
+    assert [p.payload for p in watcher.received()] == [b"yes"]
+
+
+def test_wildcard_overlapping_a_denied_branch_is_granted_and_filtered(
+    front: MQTTFrontEnd,
+) -> None:
+    watcher, publisher = Client(front), Client(front)
+    for topic in ("secret/r", "open/r"):
+        front.broker.retained.set(topic, Message("amq.topic", topic, b"kept", topic=topic))
+    watcher.connect("w")
+    publisher.connect("p")
+    assert watcher.subscribe(("#", 0)) == [0]
+    assert [p.topic for p in watcher.retained] == ["open/r"]
+    publisher.send(codec.Publish("secret/x", b"hidden", 0, False, False, None))
+    publisher.send(codec.Publish("open/x", b"shown", 0, False, False, None))
+    assert [p.payload for p in watcher.received()] == [b"shown"]
+
+
+def test_wrong_password_gets_connack_4(front: MQTTFrontEnd) -> None:
+    client = Client(front)
+    [connack] = client.send(codec.Connect("MQTT", 4, True, 60, "x", "reader", b"wrong"))
+    assert connack.reason_code == 4 and client.conn.closing
+
+
+def codec_failure() -> int:
+    return 0x80
