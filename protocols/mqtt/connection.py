@@ -132,7 +132,7 @@ class MQTTConnection:
         kind = type(packet)
         if kind is codec.Pubrel:
             session.incoming_qos2.discard(packet.packet_id)
-            session._save()
+            session.save()
             self.write(bytes((0x70, 2)) + packet.packet_id.to_bytes(2, "big"))
         elif kind is codec.Pubrec:
             session.pubrec(packet.packet_id)
@@ -183,7 +183,6 @@ class MQTTConnection:
             return
         self.username = user.name
         self.client_id = client_id
-        self._user = user
         # RabbitMQ's model: publishing writes to amq.topic, subscribing reads from it
         self._can_write = auth.can(user, vhost, "write", "amq.topic")
         self._can_read = auth.can(user, vhost, "read", "amq.topic")
@@ -247,7 +246,7 @@ class MQTTConnection:
             self._ack(codec.encode_puback(packet.packet_id), stored)
         elif qos == 2:
             session.incoming_qos2.add(packet.packet_id)
-            session._save()
+            session.save()
             self._ack(b"\x50\x02" + packet.packet_id.to_bytes(2, "big"), stored or session.durable)
 
     def _route(
@@ -322,9 +321,16 @@ class MQTTConnection:
 
     # -- output -------------------------------------------------------------------------
 
+    def send_publish(self, data: bytes) -> None:
+        """Queue an encoded PUBLISH (counted for $SYS)."""
+        self.broker.stats.publish_sent += 1
+        self.write(data)
+
     def write(self, data: bytes) -> None:
+        """Queue bytes for the peer; the adapter sends them after the current batch."""
         if not data:
             return
+        self.broker.stats.messages_sent += 1
         wake = not self.outbox
         self.outbox += data
         if wake:

@@ -52,7 +52,7 @@ class _Output:
         self._stream = stream
         self._conn = conn
         self._nursery = nursery
-        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
         self._wakeup = trio.Event()
         self._writer_started = False
         self._sending = False
@@ -76,11 +76,12 @@ class _Output:
     def flush(self) -> None:
         """Send what the socket takes right now; leave the rest to the writer task."""
         conn = self._conn
-        if self._sending or self._fd is None or not conn.outbox:
+        if self._sending or self._socket is None or not conn.outbox:
             self._wake_writer()
             return
         try:
-            sent = os.write(self._fd, conn.outbox)
+            # the descriptor is looked up each time: once closed it is -1, never reused
+            sent = os.write(self._socket.fileno(), conn.outbox)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:

@@ -119,7 +119,7 @@ class Session:
         if self.filtered and not conn.may_receive(message_topic(message)):
             return False
         if granted == 0 or not message.persistent:
-            conn.write(encode_qos0(message, False, conn.level))
+            conn.send_publish(encode_qos0(message, False, conn.level))
             return False
         self._send_qos(conn, seq, message, min(granted, message_qos(message)), retain=False)
         return True
@@ -138,7 +138,7 @@ class Session:
         assert conn is not None
         qos = min(granted, message_qos(message))
         if qos == 0:
-            conn.write(encode_qos0(message, True, conn.level))
+            conn.send_publish(encode_qos0(message, True, conn.level))
         else:
             self._send_qos(conn, None, message, qos, retain=True)
 
@@ -147,14 +147,14 @@ class Session:
     ) -> None:
         packet_id = self._allocate_id()
         self.inflight[packet_id] = Inflight(seq, message, qos, retain)
-        conn.write(encode_qos(message, qos, packet_id, retain, False, conn.level))
+        conn.send_publish(encode_qos(message, qos, packet_id, retain, False, conn.level))
 
     def resend_inflight(self, conn: MQTTConnection) -> None:
         """On session resumption: every unacknowledged PUBLISH again with DUP=1 and its
         original packet id, and PUBREL for those already PUBRECed (MQTT 4.4)."""
         for packet_id, item in self.inflight.items():
             if item.state == AWAIT_ACK:
-                conn.write(
+                conn.send_publish(
                     encode_qos(item.message, item.qos, packet_id, item.retain, True, conn.level)
                 )
             else:
@@ -194,14 +194,14 @@ class Session:
         if item.state == AWAIT_ACK:
             item.state = AWAIT_COMP
             self._ack_queue(item)
-            self._save()
+            self.save()
         return True
 
     def pubcomp(self, packet_id: int) -> None:
         item = self.inflight.get(packet_id)
         if item is not None and item.state == AWAIT_COMP:
             del self.inflight[packet_id]
-            self._save()
+            self.save()
 
     def _ack_queue(self, item: Inflight) -> None:
         if item.seq is not None and self.queue is not None:
@@ -233,7 +233,7 @@ class Session:
     def _subscriptions_changed(self) -> None:
         subs = self.subscriptions
         self._only_qos = next(iter(subs.values())) if len(subs) == 1 else None
-        self._save()
+        self.save()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -271,7 +271,8 @@ class Session:
         subs = self.subscriptions
         self._only_qos = next(iter(subs.values())) if len(subs) == 1 else None
 
-    def _save(self) -> None:
+    def save(self) -> None:
+        """Persist this session's record, if it is a persistent session."""
         if self.durable:
             self._persist(self.record())
 
