@@ -62,11 +62,10 @@ class Exchange:
         self.auto_delete = auto_delete
         self.internal = internal
         self.arguments = arguments or {}
+        self.alternate_exchange: str | None = self.arguments.get("alternate-exchange")
         self.bindings: dict[tuple, Binding] = {}
-
-    @property
-    def alternate_exchange(self) -> str | None:
-        return self.arguments.get("alternate-exchange")
+        #: how many bindings lead to another exchange (routing skips that walk when none)
+        self.exchange_bindings = 0
 
     def bind(self, binding: Binding) -> bool:
         """Add a binding; returns False when it already existed."""
@@ -75,6 +74,7 @@ class Exchange:
             return False
         self.bindings[key] = binding
         self._index(binding)
+        self.exchange_bindings += binding.destination.is_exchange
         return True
 
     def unbind(self, binding: Binding) -> bool:
@@ -82,6 +82,7 @@ class Exchange:
         if found is None:
             return False
         self._unindex(found)
+        self.exchange_bindings -= found.destination.is_exchange
         return True
 
     def unbind_destination(self, destination: Destination) -> list[Binding]:

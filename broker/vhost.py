@@ -74,7 +74,11 @@ class VHost:
         if exchange is None:
             raise NotFound(f"no exchange '{message.exchange}' in vhost '{self.name}'")
         result = PublishResult()
-        for queue in self.route(exchange, message):
+        if exchange.exchange_bindings or exchange.alternate_exchange:
+            queues = self.route(exchange, message)
+        else:
+            queues = exchange.route(message)
+        for queue in queues:
             outcome = queue.publish(message)
             if outcome == REJECTED:
                 result.rejected = True
@@ -102,6 +106,7 @@ class VHost:
     def _route_nested(
         self, origin: Exchange, found: list[Queue], pending: list[Exchange], message: Message
     ) -> list[Queue]:
+        """Follow exchange-to-exchange bindings breadth-first, each exchange once."""
         seen_exchanges = {id(origin)}
         seen_queues = {id(q) for q in found}
         while pending:
