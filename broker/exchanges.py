@@ -164,7 +164,9 @@ class TopicExchange(Exchange):
         self.trie: TopicTrie[Destination] = TopicTrie()
 
     def route(self, message: Message) -> Iterable[Destination]:
-        return self.trie.match(message.routing_key)
+        key = message.routing_key
+        hit = self.trie.cache.get(key)
+        return hit if hit is not None else self.trie.match(key)
 
     def _index(self, binding: Binding) -> None:
         self.trie.add(binding.routing_key, binding.destination)

@@ -193,8 +193,14 @@ class Queue:
             self.store.enqueue(
                 self.vhost.name, self.name, seq, message.storage_id(), stored_form(message)
             )
-        if ttl is None and not self._ready and self.consumers:
-            consumer = self._next_consumer()
+        consumers = self.consumers
+        if ttl is None and not self._ready and consumers:
+            if len(consumers) == 1:
+                consumer = consumers[0]
+                if not consumer.ready():
+                    consumer = None
+            else:
+                consumer = self._next_consumer()
             if consumer is not None:
                 # the fast path: straight to a ready consumer, no queue entry unless unacked
                 self.delivered += 1

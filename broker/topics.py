@@ -95,7 +95,8 @@ class TopicTrie(Generic[T]):
 
     def __init__(self) -> None:
         self._root: _Node[T] = _Node()
-        self._cache: dict[str, tuple[T, ...]] = {}
+        #: match results per routing key, cleared on every change (read it for a fast path)
+        self.cache: dict[str, tuple[T, ...]] = {}
         self._count = 0
 
     def __len__(self) -> int:
@@ -107,7 +108,7 @@ class TopicTrie(Generic[T]):
             node = self._child(node, word)
         node.values[value] = node.values.get(value, 0) + 1
         self._count += 1
-        self._cache.clear()
+        self.cache.clear()
 
     def remove(self, pattern: str, value: T) -> bool:
         """Remove one (pattern, value) pair; returns whether it was present."""
@@ -127,21 +128,21 @@ class TopicTrie(Generic[T]):
         else:
             leaf.values[value] = count - 1
         self._count -= 1
-        self._cache.clear()
+        self.cache.clear()
         self._prune(path, words)
         return True
 
     def match(self, key: str) -> tuple[T, ...]:
-        hit = self._cache.get(key)
+        hit = self.cache.get(key)
         if hit is not None:
             return hit
         found: dict[T, None] = {}
         words = key.split(".")
         self._visit(self._root, words, 0, found, bool(words[0]) and words[0][0] == "$")
         result = tuple(found)
-        if len(self._cache) >= MATCH_CACHE_SIZE:
-            self._cache.clear()
-        self._cache[key] = result
+        if len(self.cache) >= MATCH_CACHE_SIZE:
+            self.cache.clear()
+        self.cache[key] = result
         return result
 
     def values(self) -> Iterable[T]:

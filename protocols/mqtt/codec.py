@@ -378,9 +378,10 @@ def _decode_topic(dec: Decoder, raw_topic: bytes) -> str:
         raise MQTTError("topic contains U+0000")
     if "+" in topic or "#" in topic:
         raise MQTTError(f"wildcard in topic name {topic!r}", TOPIC_NAME_INVALID)
-    if len(dec.topics) >= TOPIC_CACHE_SIZE:
-        dec.topics.clear()
-    dec.topics[raw_topic] = topic
+    if topic:
+        if len(dec.topics) >= TOPIC_CACHE_SIZE:
+            dec.topics.clear()
+        dec.topics[raw_topic] = topic
     return topic
 
 
@@ -603,6 +604,8 @@ class Decoder:
         limit = self.max_packet_size
         append = packets.append
         errors = _HEADER_ERRORS_V5 if self.protocol_level == 5 else _HEADER_ERRORS_V4
+        v3 = self.protocol_level != 5
+        topics = self.topics
         while pos < n:
             b0 = buf[pos]
             if errors[b0] is not None:
@@ -625,10 +628,26 @@ class Decoder:
             if end > n:
                 self._need = end - pos
                 break
+            if b0 == 0x30 and v3:
+                # the commonest packet by far, a 3.x QoS 0 PUBLISH, inline when its topic is
+                # one already validated (cached topics are valid and non-empty)
+                stop = (
+                    start + 2 + (buf[start] << 8 | buf[start + 1]) if end > start + 1 else end + 1
+                )
+                topic = topics.get(buf[start + 2 : stop]) if stop <= end else None
+                if topic:
+                    append(
+                        Publish(
+                            topic, buf[stop:end], 0, False, False, None, NO_PROPERTIES, buf[pos:end]
+                        )
+                    )
+                    pos = end
+                    continue
             append(_DECODERS[b0 >> 4](self, b0, buf, start, end))
             pos = end
             if b0 == 0x10:  # CONNECT sets the protocol level, which selects the header rules
                 errors = _HEADER_ERRORS_V5 if self.protocol_level == 5 else _HEADER_ERRORS_V4
+                v3 = self.protocol_level != 5
         return pos
 
 

@@ -15,6 +15,9 @@ from protocols.mqtt.codec import encode_publish
 TOPIC_EXCHANGE = "amq.topic"
 PERSISTENT = Properties(delivery_mode=2)
 QOS2 = {"qos": 2}
+#: Routing keys of recently published topics: publishers repeat their topics.
+_KEYS: dict[str, str] = {}
+KEY_CACHE_SIZE = 4096
 #: Cache keys of QoS 0 encodings for MQTT 3.x, live and retained (3.1 and 3.1.1 agree).
 V3_LIVE = (4, False)
 V3_RETAINED = (4, True)
@@ -30,9 +33,14 @@ def message_from_publish(
 ) -> Message:
     """A core message for an MQTT 3.1.1 publish; ``raw`` is the received packet when it can
     be forwarded unchanged to QoS 0 subscribers of the same protocol level."""
+    key = _KEYS.get(topic)
+    if key is None:
+        if len(_KEYS) >= KEY_CACHE_SIZE:
+            _KEYS.clear()
+        key = _KEYS[topic] = mqtt_to_key(topic)
     message = Message(
         TOPIC_EXCHANGE,
-        mqtt_to_key(topic),
+        key,
         payload,
         PERSISTENT if qos else EMPTY_PROPERTIES,
         None,

@@ -31,6 +31,8 @@ SMALL_READ = 4096
 STREAM_GAP = 0.002
 #: Packets handled between checks of publisher flow control.
 SLICE = 64
+#: Packets handled before other connections get a turn (their acks refill windows).
+BATCH = 128
 #: How long a closing connection may take to flush its last bytes (e.g. a refusal).
 FLUSH_TIMEOUT = 5.0
 #: A peer that accepts none of our bytes for this long is dropped.
@@ -189,13 +191,14 @@ def _handle_batch(
     await inside a batch, so batches of different connections never mix).  Returns where
     it stopped."""
     flow = conn.flow
+    limit = start + BATCH
     front.output_batch = []
     try:
         while start < end and not conn.closing:
             stop = min(start + SLICE, end)
             conn.handle(packets, start, stop)
             start = stop
-            if conn.publisher and flow.backlogged:
+            if start >= limit or (conn.publisher and flow.backlogged):
                 break
     finally:
         flush_batch(front)
@@ -220,6 +223,8 @@ async def _read(stream: trio.abc.Stream, conn: MQTTConnection, front: MQTTFrontE
             while start < end and not conn.closing:
                 if conn.publisher and flow.backlogged:
                     await flow.wait()
+                elif start:
+                    await trio.lowlevel.checkpoint()  # let consumers' acks in between
                 start = _handle_batch(front, conn, packets, start, end)
             if conn.acks_after_sync:
                 await store.sync()

@@ -19,6 +19,7 @@ from broker.topics import filter_matches, filter_to_pattern
 from protocols.mqtt.limits import OUTPUT_HIGH_WATER
 from protocols.mqtt.mapping import (
     TOPIC_EXCHANGE,
+    V3_LIVE,
     encode_qos,
     encode_qos0,
     message_qos,
@@ -119,7 +120,9 @@ class Session:
         if self.filtered and not conn.may_receive(message_topic(message)):
             return False
         if granted == 0 or not message.persistent:
-            conn.send_publish(encode_qos0(message, False, conn.level))
+            cache = message.cache
+            data = cache.get(V3_LIVE) if cache is not None and conn.level < 5 else None
+            conn.send_publish(data or encode_qos0(message, False, conn.level))
             return False
         self._send_qos(conn, seq, message, min(granted, message_qos(message)), retain=False)
         return True
