@@ -628,19 +628,22 @@ class Decoder:
             if end > n:
                 self._need = end - pos
                 break
-            if b0 == 0x30 and v3:
-                # the commonest packet by far, a 3.x QoS 0 PUBLISH, inline when its topic is
-                # one already validated (cached topics are valid and non-empty)
+            if (b0 == 0x30 or b0 == 0x32) and v3:
+                # the commonest packets by far, 3.x QoS 0/1 PUBLISH without flags, inline
+                # when the topic is one already validated (cached topics are valid, non-empty)
                 stop = (
                     start + 2 + (buf[start] << 8 | buf[start + 1]) if end > start + 1 else end + 1
                 )
                 topic = topics.get(buf[start + 2 : stop]) if stop <= end else None
-                if topic:
-                    append(
-                        Publish(
-                            topic, buf[stop:end], 0, False, False, None, NO_PROPERTIES, buf[pos:end]
-                        )
-                    )
+                if topic and b0 == 0x30:
+                    raw = buf[pos:end]
+                    append(Publish(topic, buf[stop:end], 0, False, False, None, NO_PROPERTIES, raw))
+                    pos = end
+                    continue
+                packet_id = buf[stop] << 8 | buf[stop + 1] if topic and stop + 2 <= end else 0
+                if packet_id:
+                    payload = buf[stop + 2 : end]
+                    append(Publish(topic, payload, 1, False, False, packet_id, NO_PROPERTIES))
                     pos = end
                     continue
             append(_DECODERS[b0 >> 4](self, b0, buf, start, end))
