@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 #: Ready messages beyond which a queue with consumers asks publishers to wait (broker.flow);
 #: it releases them once below half of it.
-BACKLOG = 256
+BACKLOG = 128
 
 #: Outcomes of ``Queue.publish``.
 REJECTED, ACCEPTED, STORED = 0, 1, 2

@@ -88,6 +88,27 @@ class VHost:
                     result.stored = True
         return result
 
+    def publish_many(self, messages: list[Message]) -> bool:
+        """Route a run of messages that share exchange, routing key and headers (one
+        publisher's stream): the route is computed once and each queue takes the run in
+        order.  Returns whether any went to durable storage (confirm after the store's
+        sync); refusals by full queues are not reported."""
+        first = messages[0]
+        exchange = self.exchanges.get(first.exchange)
+        if exchange is None:
+            raise NotFound(f"no exchange '{first.exchange}' in vhost '{self.name}'")
+        if exchange.exchange_bindings or exchange.alternate_exchange:
+            queues = self.route(exchange, first)
+        else:
+            queues = exchange.route(first)
+        stored = False
+        for queue in queues:
+            publish = queue.publish
+            for message in messages:
+                if publish(message) == STORED:
+                    stored = True
+        return stored
+
     def route(self, exchange: Exchange, message: Message) -> list[Queue]:
         """The queues a message reaches, following exchange-to-exchange bindings and
         alternate exchanges, each queue once."""

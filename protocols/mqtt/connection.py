@@ -100,13 +100,17 @@ class MQTTConnection:
         from one publisher can be interleaved with other connections' work."""
         session = self.session
         acked = False
+        index = start
         try:
-            for index in range(start, stop):
+            while index < stop:
                 if self.closing:
                     return
                 packet = packets[index]
                 kind = type(packet)
                 if kind is codec.Publish:
+                    if packet.qos < 2 and not packet.retain and self.connected:
+                        index = self._publish_run(packets, index, stop)
+                        continue
                     self._publish(packet)
                 elif kind is codec.Puback and session is not None:
                     session.puback(packet.packet_id)
@@ -115,6 +119,7 @@ class MQTTConnection:
                     self._control(packet)
                     session = self.session
                     acked = True
+                index += 1
         except MQTTError as exc:
             self._protocol_error(exc)
         finally:
@@ -248,6 +253,45 @@ class MQTTConnection:
             session.incoming_qos2.add(packet.packet_id)
             session.save()
             self._ack(b"\x50\x02" + packet.packet_id.to_bytes(2, "big"), stored or session.durable)
+
+    def _publish_run(self, packets: list, index: int, stop: int) -> int:
+        """Publishes from ``index`` on that share topic and QoS (0 or 1) and do not retain:
+        a telemetry stream sends long runs of them, so the run is checked and routed once
+        and its PUBACKs go out together.  Returns the index after the run."""
+        first = packets[index]
+        topic, qos = first.topic, first.qos
+        end = index + 1
+        while end < stop:
+            packet = packets[end]
+            if type(packet) is not codec.Publish or packet.topic != topic:
+                break
+            if packet.qos != qos or packet.retain:
+                break
+            end += 1
+        count = end - index
+        stats = self.broker.stats
+        stats.publish_received += count
+        self.publisher = True
+        stored = False
+        acl = self.broker.acl
+        if not self._can_write or (
+            acl and not acl.check(self.username, self.client_id, topic, "publish")
+        ):
+            stats.publish_dropped += count
+        else:
+            user = self.username
+            messages = [
+                message_from_publish(topic, packets[i].payload, qos, self, user, packets[i].raw)
+                for i in range(index, end)
+            ]
+            try:
+                stored = self.front.vhost.publish_many(messages)
+            except BrokerError as exc:
+                event(log, logging.WARNING, "mqtt publish failed", topic=topic, error=exc.message)
+        if qos:
+            puback = codec.encode_puback
+            self._ack(b"".join([puback(packets[i].packet_id) for i in range(index, end)]), stored)
+        return end
 
     def _route(
         self, topic: str, payload: bytes, qos: int, retain: bool, raw: bytes | None = None
