@@ -646,6 +646,12 @@ class Decoder:
                     append(Publish(topic, payload, 1, False, False, packet_id, NO_PROPERTIES))
                     pos = end
                     continue
+            elif b0 == 0x40 and length == 2:  # PUBACK, the other hot packet
+                packet_id = buf[start] << 8 | buf[start + 1]
+                if packet_id:
+                    append(Puback(packet_id, 0, NO_PROPERTIES))
+                    pos = end
+                    continue
             append(_DECODERS[b0 >> 4](self, b0, buf, start, end))
             pos = end
             if b0 == 0x10:  # CONNECT sets the protocol level, which selects the header rules
