@@ -116,8 +116,9 @@ class Publish:
     dup: bool
     packet_id: int | None
     properties: dict = field(default_factory=dict)
-    #: the packet as received, for a 3.x QoS 0 publish without retain: exactly what a QoS 0
-    #: subscriber of the same protocol level must be sent, so the broker forwards it as is
+    #: the packet as received, for a 3.x QoS 0 or 1 publish without flags: what a subscriber
+    #: of the same protocol level and QoS is sent (QoS 1: with its own packet id), so the
+    #: broker forwards it instead of encoding it again
     raw: bytes | None = field(default=None, compare=False, repr=False)
 
 
@@ -643,7 +644,8 @@ class Decoder:
                 packet_id = buf[stop] << 8 | buf[stop + 1] if topic and stop + 2 <= end else 0
                 if packet_id:
                     payload = buf[stop + 2 : end]
-                    append(Publish(topic, payload, 1, False, False, packet_id, NO_PROPERTIES))
+                    raw = buf[pos:end]
+                    append(Publish(topic, payload, 1, False, False, packet_id, NO_PROPERTIES, raw))
                     pos = end
                     continue
             elif b0 == 0x40 and length == 2:  # PUBACK, the other hot packet

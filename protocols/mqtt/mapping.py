@@ -21,6 +21,8 @@ KEY_CACHE_SIZE = 4096
 #: Cache keys of QoS 0 encodings for MQTT 3.x, live and retained (3.1 and 3.1.1 agree).
 V3_LIVE = (4, False)
 V3_RETAINED = (4, True)
+#: Cache key of a received 3.x QoS 1 PUBLISH, reused with another packet id.
+V3_QOS1 = (4, 1)
 
 
 def message_from_publish(
@@ -50,7 +52,7 @@ def message_from_publish(
         topic,
     )
     if raw is not None:
-        message.cache = {V3_LIVE: raw}
+        message.cache = {V3_LIVE if qos == 0 else V3_QOS1: raw}
     return message
 
 
@@ -94,7 +96,14 @@ def encode_qos0(message: Message, retain: bool, level: int) -> bytes:
 def encode_qos(
     message: Message, qos: int, packet_id: int, retain: bool, dup: bool, level: int
 ) -> bytes:
-    """A QoS 1/2 PUBLISH: the packet id differs per subscriber, so no caching here."""
+    """A QoS 1/2 PUBLISH: the packet id differs per subscriber, so only a QoS 1 packet as
+    received is reused, with the packet id swapped."""
+    cache = message.cache
+    if qos == 1 and level < 5 and not retain and not dup and cache is not None:
+        raw = cache.get(V3_QOS1)
+        if raw is not None:
+            split = len(raw) - len(message.body)
+            return b"".join((raw[: split - 2], packet_id.to_bytes(2, "big"), raw[split:]))
     return encode_publish(
         message_topic(message), message.body, qos, retain, dup, packet_id, None, level
     )

@@ -187,7 +187,9 @@ class Session:
         item = self.inflight.get(packet_id)
         if item is not None and item.qos == 1:
             del self.inflight[packet_id]
-            self._ack_queue(item)
+            seq = item.seq
+            if seq is not None and self.queue is not None:
+                self.queue.ack(seq)
 
     def pubrec(self, packet_id: int) -> bool:
         """QoS 2 step 1; returns whether the packet id is known (PUBREL follows anyway)."""
