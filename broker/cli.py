@@ -34,6 +34,13 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the broker")
     _common(serve)
+    serve.add_argument(
+        "--listen",
+        action="append",
+        default=[],
+        metavar="NAME=ADDRESS",
+        help="override a listener, e.g. mqtt=0.0.0.0:1883 or amqp=off (repeatable)",
+    )
     serve.set_defaults(func=_serve)
 
     user = commands.add_parser("user", help="manage users").add_subparsers(metavar="ACTION")
@@ -101,8 +108,16 @@ def _client(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
-    overrides = {"store": {"data_dir": args.data_dir}} if args.data_dir else None
-    return load_config(args.config, overrides)
+    overrides: dict = {"store": {"data_dir": args.data_dir}} if args.data_dir else {}
+    listeners = {}
+    for item in getattr(args, "listen", []):
+        name, sep, address = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--listen {item!r}: expected NAME=ADDRESS")
+        listeners[name] = False if address == "off" else address
+    if listeners:
+        overrides["listeners"] = listeners
+    return load_config(args.config, overrides or None)
 
 
 def _serve(args: argparse.Namespace) -> None:
