@@ -278,11 +278,18 @@ class Queue:
     def dispatch(self) -> None:
         """Deliver ready messages while some consumer has room."""
         ready = self._ready
-        while ready and self.consumers:
-            consumer = self._next_consumer()
-            if consumer is None:
-                break
-            entry = self._pop()
+        consumers = self.consumers
+        pop = self._pop
+        while ready and consumers:
+            if len(consumers) == 1:
+                consumer = consumers[0]
+                if not consumer.ready():
+                    break
+            else:
+                consumer = self._next_consumer()
+                if consumer is None:
+                    break
+            entry = pop()
             if (
                 entry.deadline is not None or entry.message.expires_at is not None
             ) and entry.expired(time.time()):

@@ -124,7 +124,15 @@ class Session:
             data = cache.get(V3_LIVE) if cache is not None and conn.level < 5 else None
             conn.send_publish(data or encode_qos0(message, False, conn.level))
             return False
-        self._send_qos(conn, seq, message, min(granted, message_qos(message)), retain=False)
+        qos = 1 if granted == 1 else message_qos(message)
+        packet_id = self._next_id
+        inflight = self.inflight
+        if packet_id in inflight:
+            packet_id = self._allocate_id()
+        else:
+            self._next_id = packet_id % 65535 + 1
+        inflight[packet_id] = Inflight(seq, message, qos, False)
+        conn.send_publish(encode_qos(message, qos, packet_id, False, False, conn.level))
         return True
 
     def queue_deleted(self, queue: Queue) -> None:
