@@ -21,6 +21,7 @@ from broker.config import Config
 from broker.core import Broker
 from broker.log import event, setup_logging
 from broker.store.sqlite import SqliteStore
+from broker.ticker import Ticker
 from protocols.mqtt.frontend import MQTTFrontEnd
 from protocols.mqtt.server import serve as serve_mqtt
 
@@ -93,8 +94,13 @@ class Server:
             event(log, logging.INFO, "stopped")
 
     async def _listen(self, nursery: trio.Nursery, mqtt: MQTTFrontEnd) -> None:
+        interval = self.config.mqtt.read_coalesce_us / 1e6
+        ticker = Ticker(interval) if interval else None
+        if ticker is not None:
+            nursery.start_soon(ticker.run)
+
         async def mqtt_handler(stream: trio.abc.Stream, peer: str, loopback: bool) -> None:
-            await serve_mqtt(mqtt, stream, peer=peer, peer_loopback=loopback)
+            await serve_mqtt(mqtt, stream, peer=peer, peer_loopback=loopback, ticker=ticker)
 
         await self._open("mqtt", mqtt_handler, nursery, tls_context=None)
         if self.config.listener("mqtts") is not None:

@@ -19,6 +19,7 @@ import os
 import trio
 
 from broker.log import event
+from broker.ticker import Ticker
 from protocols.mqtt.connection import MQTTConnection
 from protocols.mqtt.frontend import MQTTFrontEnd
 
@@ -127,15 +128,18 @@ class _Input:
     On a plain socket it waits for readability before reading, unless the last read filled
     the buffer: at low rates this saves the failing ``recv`` of a read-first loop.  And when
     a peer that only publishes sends small reads in quick succession (a steady stream), it
-    lets bytes gather for ``mqtt.read_coalesce_us`` before reading, so one wake-up handles
+    lets bytes gather until the next tick of the shared ticker (``mqtt.read_coalesce_us``)
+    before reading, so one wake-up handles
     several packets instead of one: at moderate rates most of a message's cost is the
     wake-up itself.  Sporadic peers, and peers that consume (whose acks are round trips),
     are read at once."""
 
-    def __init__(self, stream: trio.abc.Stream, conn: MQTTConnection) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, conn: MQTTConnection, ticker: Ticker | None
+    ) -> None:
         self._stream = stream
         self._conn = conn
-        self._coalesce = conn.front.settings.read_coalesce_us / 1e6
+        self._ticker = ticker
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
         self._more = False
         self._small = False
@@ -149,12 +153,12 @@ class _Input:
         if self._more:
             await trio.lowlevel.checkpoint()
         elif (
-            self._coalesce
+            self._ticker is not None
             and self._small
             and now - self._last < STREAM_GAP
             and self._conn.only_publishes
         ):
-            await trio.sleep(self._coalesce)
+            await self._ticker.wait()
         else:
             await trio.lowlevel.wait_readable(sock)
         self._last = now
@@ -205,10 +209,12 @@ def _handle_batch(
     return start
 
 
-async def _read(stream: trio.abc.Stream, conn: MQTTConnection, front: MQTTFrontEnd) -> None:
+async def _read(
+    stream: trio.abc.Stream, conn: MQTTConnection, front: MQTTFrontEnd, ticker: Ticker | None
+) -> None:
     store = conn.broker.store
     flow = conn.flow
-    source = _Input(stream, conn)
+    source = _Input(stream, conn, ticker)
     with trio.CancelScope() as keepalive:
         while not conn.closing:
             timeout = conn.receive_timeout()
@@ -239,16 +245,22 @@ async def _read(stream: trio.abc.Stream, conn: MQTTConnection, front: MQTTFrontE
 
 
 async def serve(
-    front: MQTTFrontEnd, stream: trio.abc.Stream, *, peer: str, peer_loopback: bool
+    front: MQTTFrontEnd,
+    stream: trio.abc.Stream,
+    *,
+    peer: str,
+    peer_loopback: bool,
+    ticker: Ticker | None = None,
 ) -> None:
-    """Run one MQTT connection until it ends; never raises for the peer's faults."""
+    """Run one MQTT connection until it ends; never raises for the peer's faults.  With a
+    ticker, a steady publisher's reads are coalesced on its ticks."""
     conn = MQTTConnection(front, peer=peer, peer_loopback=peer_loopback)
     try:
         async with trio.open_nursery() as nursery:
             output = _Output(front, stream, conn, nursery)
             conn.on_output = output.requested
             conn.on_kick = nursery.cancel_scope.cancel
-            await _read(stream, conn, front)
+            await _read(stream, conn, front, ticker)
             conn.connection_lost()
             output.finish()
             nursery.cancel_scope.deadline = trio.current_time() + FLUSH_TIMEOUT
