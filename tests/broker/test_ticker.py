@@ -24,3 +24,14 @@ async def test_waiters_wake_together_at_the_next_tick(nursery: trio.Nursery) -> 
     with trio.fail_after(5):
         for _ in range(5):
             await ticker.wait()
+
+
+async def test_sleeping_fallback_where_there_is_no_timerfd(
+    nursery: trio.Nursery, monkeypatch
+) -> None:
+    monkeypatch.setattr("broker.ticker._timerfd_api", lambda: None)
+    ticker = Ticker(0.001)
+    nursery.start_soon(ticker.run)
+    with trio.fail_after(5):
+        for _ in range(3):
+            await ticker.wait()
