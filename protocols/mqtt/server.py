@@ -1,10 +1,11 @@
 """The thin trio adapter: drives an ``MQTTConnection`` from a byte stream.
 
-One task reads, hands the decoded packets to the state machine in slices and, when it holds
-acks for durably routed messages, awaits the store once per slice (group commit).
+One task reads, hands the decoded packets to the state machine in batches (checking
+publisher flow control between slices of a batch) and, when it holds acks for durably
+routed messages, awaits the store once per read (group commit).
 
-Output is batched: while a reader handles a slice, every connection that gets bytes to send
-is only noted; when the slice is done, each is flushed with one non-blocking ``send`` from
+Output is batched: while a reader handles a batch, every connection that gets bytes to send
+is only noted; when the batch is done, each is flushed with one non-blocking ``send`` from
 the reader itself, so a message costs no task switch and no extra wake-up.  What the
 socket does not take at once (or any TLS stream) goes to the connection's writer task,
 which finishes it with ``send_all``.
