@@ -90,3 +90,14 @@ def test_deleting_a_queue_removes_its_bindings(vhost: VHost) -> None:
     vhost.delete_queue("q")
     assert routed(vhost, "amq.topic", "a") == set()
     assert not vhost.exchange("amq.topic").bindings
+
+
+def test_publish_many_routes_a_run_once_in_order(vhost: VHost) -> None:
+    a, b = vhost.declare_queue("a"), vhost.declare_queue("b")
+    vhost.bind(a, "amq.topic", "t.#", None)
+    vhost.bind(b, "amq.topic", "t.x", None)
+    run = [message("amq.topic", "t.x", str(i).encode(), delivery_mode=2) for i in range(3)]
+    assert vhost.publish_many(run) is True
+    for queue in (a, b):
+        assert [queue.get(None).message.body for _ in range(3)] == [b"0", b"1", b"2"]
+    assert vhost.publish_many([message("amq.topic", "t.x")]) is False
