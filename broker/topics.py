@@ -16,6 +16,9 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+#: The exchange where every protocol's topics meet (SPEC item 1).
+TOPIC_EXCHANGE = "amq.topic"
+
 _SWAP = str.maketrans("./", "/.")
 _FILTER_TO_PATTERN = str.maketrans({".": "/", "/": ".", "+": "*"})
 _PATTERN_TO_FILTER = str.maketrans({".": "/", "/": ".", "*": "+"})

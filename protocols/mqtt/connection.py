@@ -21,6 +21,8 @@ from protocols.mqtt import codec
 from protocols.mqtt.codec import MQTTError
 from protocols.mqtt.limits import OUTPUT_BACKLOG
 from protocols.mqtt.mapping import message_from_publish
+from protocols.mqtt.mapping5 import message_from_publish5
+from protocols.mqtt.properties import TOPIC_ALIAS_INVALID
 
 if TYPE_CHECKING:
     from protocols.mqtt.frontend import MQTTFrontEnd
@@ -42,6 +44,15 @@ CONNACK_FOR_ERROR = {
 }
 
 PINGRESP = b"\xd0\x00"
+#: The largest packet MQTT can express.
+MAX_PACKET = 268_435_455
+#: Topic aliases an MQTT 5 client may set up towards the broker.
+TOPIC_ALIAS_MAXIMUM = 65535
+NOT_AUTHORIZED_5 = 0x87
+FILTER_INVALID = 0x8F
+NO_SUBSCRIPTION_EXISTED = 0x11
+SUB_IDS_UNSUPPORTED = 0xA1
+DISCONNECT_WITH_WILL = 0x04
 SUBACK_FAILURE = 0x80
 
 
@@ -67,6 +78,8 @@ class MQTTConnection:
         self._can_write = False
         self._can_read = False
         self.publisher = False
+        self.max_packet_out = MAX_PACKET
+        self.topic_aliases: dict[int, str] = {}
         self._backlogged = False
         self.flow = front.broker.flow
         self._decode_error: MQTTError | None = None
@@ -108,7 +121,7 @@ class MQTTConnection:
                 packet = packets[index]
                 kind = type(packet)
                 if kind is codec.Publish:
-                    if packet.qos < 2 and not packet.retain and self.connected:
+                    if packet.qos < 2 and not packet.retain and self.connected and self.level < 5:
                         index = self._publish_run(packets, index, stop)
                         continue
                     self._publish(packet)
@@ -147,14 +160,16 @@ class MQTTConnection:
         elif kind is codec.Subscribe:
             self._subscribe(packet)
         elif kind is codec.Unsubscribe:
-            for topic_filter in packet.filters:
-                session.unsubscribe(topic_filter)
-            unsuback = codec.Unsuback(packet.packet_id, [0] * len(packet.filters))
-            self.write(codec.encode(unsuback, self.level))
+            codes = [
+                0 if session.unsubscribe(f) or self.level < 5 else NO_SUBSCRIPTION_EXISTED
+                for f in packet.filters
+            ]
+            self.write(codec.encode(codec.Unsuback(packet.packet_id, codes), self.level))
         elif kind is codec.Pingreq:
             self.write(PINGRESP)
         elif kind is codec.Disconnect:
-            self.will = None
+            if packet.reason_code != DISCONNECT_WITH_WILL:
+                self.will = None
             self.closing = True
         elif kind is codec.Connect:
             raise MQTTError("second CONNECT", codec.PROTOCOL_ERROR)
@@ -164,16 +179,18 @@ class MQTTConnection:
     # -- CONNECT ------------------------------------------------------------------------
 
     def _connect(self, packet: codec.Connect) -> None:
-        self.level = packet.protocol_level
-        if packet.protocol_level not in (3, 4):
+        self.level = level = packet.protocol_level
+        if level not in (3, 4, 5):
             self._refuse(UNACCEPTABLE_PROTOCOL, "protocol level not supported")
             return
+        props = packet.properties if level == 5 else {}
         client_id = packet.client_id
+        assigned = None
         if not client_id:
-            if not packet.clean_start:
+            if not packet.clean_start and level < 5:
                 self._refuse(IDENTIFIER_REJECTED, "empty client id needs clean session")
                 return
-            client_id = "auto-" + uuid.uuid4().hex
+            client_id = assigned = "auto-" + uuid.uuid4().hex
         try:
             user = self.broker.users.authenticate(
                 packet.username, packet.password, peer_loopback=self.peer_loopback
@@ -194,7 +211,15 @@ class MQTTConnection:
         self.keepalive = packet.keepalive
         self.will = packet.will
         self._takeover(client_id)
-        session, present = self.front.open_session(client_id, packet.clean_start)
+        durable = (
+            props.get("session_expiry_interval", 0) > 0 if level == 5 else not packet.clean_start
+        )
+        session, present = self.front.open_session(client_id, packet.clean_start, durable)
+        if level == 5:
+            session.max_inflight = min(
+                self.front.settings.max_inflight, props.get("receive_maximum", 65535)
+            )
+            self.max_packet_out = props.get("maximum_packet_size", MAX_PACKET)
         session.attach(self)
         session.filtered = {
             f for f in session.subscriptions if self._subscription_verdict(f) == "filter"
@@ -202,9 +227,26 @@ class MQTTConnection:
         self.session = session
         self.connected = True
         self.broker.stats.connected("mqtt")
-        self.write(bytes((0x20, 2, 1 if present else 0, 0)))
+        if level == 5:
+            self.write(codec.encode(codec.Connack(present, 0, self._capabilities(assigned)), 5))
+        else:
+            self.write(bytes((0x20, 2, 1 if present else 0, 0)))
         session.resend_inflight(self)
         session.dispatch()
+
+    def _capabilities(self, assigned: str | None) -> dict:
+        """CONNACK properties for MQTT 5: what this server really supports (absent means
+        the spec's default: QoS 2, retain and wildcards available, receive maximum 65535)."""
+        props: dict = {
+            "topic_alias_maximum": TOPIC_ALIAS_MAXIMUM,
+            "subscription_identifier_available": 0,
+            "shared_subscription_available": 0,
+        }
+        if self.front.settings.max_packet_size < MAX_PACKET:
+            props["maximum_packet_size"] = self.front.settings.max_packet_size
+        if assigned is not None:
+            props["assigned_client_identifier"] = assigned
+        return props
 
     def _takeover(self, client_id: str) -> None:
         """MQTT 3.1.1 3.1.4: a second connection with the same client id replaces the
@@ -239,20 +281,44 @@ class MQTTConnection:
             self._ack(b"\x50\x02" + packet.packet_id.to_bytes(2, "big"), False)
             return
         stored = False
-        topic = packet.topic
+        reason = 0
+        level5 = self.level == 5
+        topic = self._alias_topic(packet) if level5 else packet.topic
         acl = self.broker.acl
         if self._can_write and (
             not acl or acl.check(self.username, self.client_id, topic, "publish")
         ):
-            stored = self._route(topic, packet.payload, qos, packet.retain, packet.raw)
+            properties = packet.properties if level5 else None
+            stored = self._route(topic, packet.payload, qos, packet.retain, packet.raw, properties)
         else:
             stats.publish_dropped += 1
+            reason = NOT_AUTHORIZED_5
         if qos == 1:
-            self._ack(codec.encode_puback(packet.packet_id), stored)
+            if reason and level5:
+                self._ack(codec.encode(codec.Puback(packet.packet_id, reason), 5), stored)
+            else:
+                self._ack(codec.encode_puback(packet.packet_id), stored)
         elif qos == 2:
             session.incoming_qos2.add(packet.packet_id)
             session.save()
-            self._ack(b"\x50\x02" + packet.packet_id.to_bytes(2, "big"), stored or session.durable)
+            pubrec = codec.Pubrec(packet.packet_id, reason if level5 else 0)
+            self._ack(codec.encode(pubrec, self.level), stored or session.durable)
+
+    def _alias_topic(self, packet: codec.Publish) -> str:
+        """MQTT 5 topic aliases from the client: a topic with an alias sets it, an empty
+        topic with an alias uses it (3.3.2.3.4)."""
+        alias = packet.properties.get("topic_alias")
+        if alias is None:
+            return packet.topic
+        if not 0 < alias <= TOPIC_ALIAS_MAXIMUM:
+            raise MQTTError(f"topic alias {alias} out of range", TOPIC_ALIAS_INVALID)
+        if packet.topic:
+            self.topic_aliases[alias] = packet.topic
+            return packet.topic
+        topic = self.topic_aliases.get(alias)
+        if topic is None:
+            raise MQTTError(f"topic alias {alias} was never set", codec.PROTOCOL_ERROR)
+        return topic
 
     def _publish_run(self, packets: list, index: int, stop: int) -> int:
         """Publishes from ``index`` on that share topic and QoS (0 or 1) and do not retain:
@@ -294,10 +360,20 @@ class MQTTConnection:
         return end
 
     def _route(
-        self, topic: str, payload: bytes, qos: int, retain: bool, raw: bytes | None = None
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        raw: bytes | None = None,
+        properties: dict | None = None,
     ) -> bool:
-        """Publish into the core; returns whether the message went to durable storage."""
-        message = message_from_publish(topic, payload, qos, self, self.username, raw)
+        """Publish into the core; returns whether the message went to durable storage.
+        ``properties``: an MQTT 5 publish's, mapped onto the core message."""
+        if properties is None:
+            message = message_from_publish(topic, payload, qos, self, self.username, raw)
+        else:
+            message = message_from_publish5(topic, payload, qos, properties, self, self.username)
         if retain:
             self.broker.retained.set(topic, message)
         try:
@@ -330,10 +406,12 @@ class MQTTConnection:
         session = self.session
         codes: list[int] = []
         granted: list[tuple[str, int]] = []
+        if "subscription_identifier" in packet.properties:
+            raise MQTTError("subscription identifiers are not available", SUB_IDS_UNSUPPORTED)
         for topic_filter, options in packet.topics:
             verdict = self._subscription_verdict(topic_filter)
             if verdict == "deny":
-                codes.append(SUBACK_FAILURE)
+                codes.append(self._suback_failure(topic_filter))
                 continue
             qos = min(options.qos, 2)
             session.subscribe(topic_filter, qos, filtered=verdict == "filter")
@@ -352,6 +430,11 @@ class MQTTConnection:
         round trip (see the adapter's read coalescing)."""
         session = self.session
         return self.publisher and session is not None and not session.subscriptions
+
+    def _suback_failure(self, topic_filter: str) -> int:
+        if self.level < 5:
+            return SUBACK_FAILURE
+        return NOT_AUTHORIZED_5 if codec.valid_topic_filter(topic_filter) else FILTER_INVALID
 
     def _subscription_verdict(self, topic_filter: str) -> str:
         """allow, deny, or filter (granted, each delivery checked against the ACL)."""

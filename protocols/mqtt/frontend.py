@@ -31,9 +31,10 @@ class MQTTFrontEnd:
         self.output_batch: list | None = None
         self._restore()
 
-    def open_session(self, client_id: str, clean: bool) -> tuple[Session, bool]:
-        """The session for a CONNECT: a fresh one for clean session, else the existing one
-        if any.  Returns (session, session_present)."""
+    def open_session(self, client_id: str, clean: bool, durable: bool) -> tuple[Session, bool]:
+        """The session for a CONNECT: a fresh one for clean session / clean start, else the
+        existing one if any.  ``durable``: it outlives the connection (MQTT 3.1.1 clean
+        session 0, MQTT 5 session expiry interval > 0).  Returns (session, present)."""
         existing = self.sessions.get(client_id)
         if existing is not None and (clean or not existing.durable):
             existing.destroy()
@@ -41,7 +42,7 @@ class MQTTFrontEnd:
             existing = None
         if existing is not None:
             return existing, True
-        session = self._new_session(client_id, durable=not clean)
+        session = self._new_session(client_id, durable=durable)
         self.sessions[client_id] = session
         return session, False
 

@@ -9,10 +9,10 @@ message per (protocol level, QoS 0) so a fan-out encodes once.
 from __future__ import annotations
 
 from broker.message import EMPTY_PROPERTIES, Message, Properties
-from broker.topics import key_to_mqtt, mqtt_to_key
+from broker.topics import TOPIC_EXCHANGE, key_to_mqtt, mqtt_to_key
 from protocols.mqtt.codec import encode_publish
+from protocols.mqtt.mapping5 import publish_properties
 
-TOPIC_EXCHANGE = "amq.topic"
 PERSISTENT = Properties(delivery_mode=2)
 QOS2 = {"qos": 2}
 #: Routing keys of recently published topics: publishers repeat their topics.
@@ -76,19 +76,22 @@ def message_topic(message: Message) -> str:
 
 def encode_qos0(message: Message, retain: bool, level: int) -> bytes:
     """The QoS 0 PUBLISH for a message, encoded once per protocol level and retain flag
-    (3.1 and 3.1.1 share one encoding)."""
+    (3.1 and 3.1.1 share one encoding; MQTT 5 with an expiry counting down, every time)."""
+    if level == 5:
+        properties = publish_properties(message)
+        if message.expires_at is not None:
+            return encode_publish(
+                message_topic(message), message.body, 0, retain, False, None, properties, 5
+            )
     key = (V3_RETAINED if retain else V3_LIVE) if level < 5 else (level, retain)
     cache = message.cache
     if cache is None:
-        data = encode_publish(
-            message_topic(message), message.body, 0, retain, False, None, None, level
-        )
-        message.cache = {key: data}
-        return data
+        cache = message.cache = {}
     data = cache.get(key)
     if data is None:
+        properties = publish_properties(message) if level == 5 else None
         data = cache[key] = encode_publish(
-            message_topic(message), message.body, 0, retain, False, None, None, level
+            message_topic(message), message.body, 0, retain, False, None, properties, level
         )
     return data
 
@@ -104,6 +107,7 @@ def encode_qos(
         if raw is not None:
             split = len(raw) - len(message.body)
             return b"".join((raw[: split - 2], packet_id.to_bytes(2, "big"), raw[split:]))
+    properties = publish_properties(message) if level == 5 else None
     return encode_publish(
-        message_topic(message), message.body, qos, retain, dup, packet_id, None, level
+        message_topic(message), message.body, qos, retain, dup, packet_id, properties, level
     )

@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING
 
 import msgpack
 
-from broker.topics import filter_matches, filter_to_pattern
+from broker.topics import TOPIC_EXCHANGE, filter_matches, filter_to_pattern
 from protocols.mqtt.limits import OUTPUT_HIGH_WATER
 from protocols.mqtt.mapping import (
-    TOPIC_EXCHANGE,
     V3_LIVE,
     encode_qos,
     encode_qos0,
@@ -122,7 +121,9 @@ class Session:
         if granted == 0 or not message.persistent:
             cache = message.cache
             data = cache.get(V3_LIVE) if cache is not None and conn.level < 5 else None
-            conn.send_publish(data or encode_qos0(message, False, conn.level))
+            data = data or encode_qos0(message, False, conn.level)
+            if len(data) <= conn.max_packet_out:  # else dropped, as MQTT 5 3.1.2.25 says
+                conn.send_publish(data)
             return False
         qos = 1 if granted == 1 else message_qos(message)
         packet_id = self._next_id
@@ -131,8 +132,11 @@ class Session:
             packet_id = self._allocate_id()
         else:
             self._next_id = packet_id % 65535 + 1
+        data = encode_qos(message, qos, packet_id, False, False, conn.level)
+        if len(data) > conn.max_packet_out:
+            return False  # dropped as if delivered (MQTT 5 3.1.2.25)
         inflight[packet_id] = Inflight(seq, message, qos, False)
-        conn.send_publish(encode_qos(message, qos, packet_id, False, False, conn.level))
+        conn.send_publish(data)
         return True
 
     def queue_deleted(self, queue: Queue) -> None:

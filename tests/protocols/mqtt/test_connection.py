@@ -2,58 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-import trio
-
-from broker.acl import TopicACL
-from broker.auth import UserDB
-from broker.config import AclRule, MqttConfig
-from broker.core import Broker
 from broker.message import Message
-from broker.store.memory import MemoryStore
 from protocols.mqtt import codec
-from protocols.mqtt.connection import MQTTConnection
 from protocols.mqtt.frontend import MQTTFrontEnd
-
-
-@pytest.fixture
-def front() -> MQTTFrontEnd:
-    store = MemoryStore()
-    trio.run(store.open)
-    users = UserDB()
-    users.ensure_default_users()
-    users.add("reader", "pw")
-    users.set_permissions("reader", "/", "", "", ".*")
-    users.add("writer", "pw")
-    users.set_permissions("writer", "/", "", ".*", "")
-    acl = TopicACL([AclRule(topic="secret/#", allow=False)])
-    return MQTTFrontEnd(Broker(store, users, acl), MqttConfig())
-
-
-class Client:
-    """Drives one MQTTConnection and decodes what it sends back."""
-
-    def __init__(self, front: MQTTFrontEnd) -> None:
-        self.conn = MQTTConnection(front, peer="test", peer_loopback=True)
-        self.decoder = codec.Decoder()
-        self.retained: list = []
-
-    def send(self, *packets: object) -> list:
-        self.conn.receive(b"".join(codec.encode(p) for p in packets))
-        return self.received()
-
-    def received(self) -> list:
-        return self.decoder.feed(self.conn.take_output())
-
-    def connect(self, client_id: str, user: str | None = None, clean: bool = True) -> codec.Connack:
-        password = b"pw" if user else None
-        [connack] = self.send(codec.Connect("MQTT", 4, clean, 60, client_id, user, password))
-        return connack
-
-    def subscribe(self, *filters: tuple[str, int]) -> list[int]:
-        topics = [(f, codec.SubscriptionOptions(q)) for f, q in filters]
-        suback, *self.retained = self.send(codec.Subscribe(1, topics))
-        return suback.reason_codes
+from tests.protocols.mqtt.sansio import Client
 
 
 def test_packet_before_connect_closes(front: MQTTFrontEnd) -> None:

@@ -1,0 +1,138 @@
+"""MQTT 5 on the connection state machine: CONNACK capabilities, properties both ways and
+into the core, topic aliases from the client, reason codes."""
+
+from __future__ import annotations
+
+from broker.queues import Queue
+from protocols.mqtt import codec
+from protocols.mqtt.frontend import MQTTFrontEnd
+from tests.protocols.mqtt.sansio import Client
+
+PROPS = {
+    "content_type": "application/json",
+    "response_topic": "replies/me",
+    "correlation_data": b"req-1",
+    "user_property": [("unit", "C"), ("unit", "F"), ("room", "1")],
+    "payload_format_indicator": 1,
+}
+
+
+class Client5(Client):
+    def __init__(self, front: MQTTFrontEnd) -> None:
+        super().__init__(front)
+        self.decoder.protocol_level = 5
+
+    def send(self, *packets: object) -> list:
+        self.conn.receive(b"".join(codec.encode(p, 5) for p in packets))
+        return self.received()
+
+    def connect5(self, client_id: str, **properties: object) -> codec.Connack:
+        [connack] = self.send(codec.Connect("MQTT", 5, True, 60, client_id, properties=properties))
+        return connack
+
+
+def test_connack_tells_capabilities_and_assigns_an_id(front: MQTTFrontEnd) -> None:
+    connack = Client5(front).connect5("")
+    assert connack.reason_code == 0
+    props = connack.properties
+    assert props["assigned_client_identifier"].startswith("auto-")
+    assert props["subscription_identifier_available"] == 0
+    assert props["shared_subscription_available"] == 0
+    assert props["topic_alias_maximum"] > 0
+
+
+def test_properties_pass_through_to_mqtt5_and_map_into_the_core(front: MQTTFrontEnd) -> None:
+    sub5, sub3, pub = Client5(front), Client(front), Client5(front)
+    sub5.connect5("s5")
+    sub5.subscribe(("t/#", 1))
+    sub3.connect("s3")
+    sub3.subscribe(("t/#", 1))
+    core = front.vhost.declare_queue("core", durable=False)
+    front.vhost.bind(core, "amq.topic", "t.#", None)
+    pub.connect5("p")
+    [puback] = pub.send(codec.Publish("t/x", b"{}", 1, False, False, 3, dict(PROPS)))
+    assert puback.reason_code == 0
+    [delivery] = sub5.received()
+    assert {k: delivery.properties[k] for k in PROPS} == PROPS
+    [plain] = sub3.received()
+    assert plain.payload == b"{}" and not plain.properties
+    message = core.get(None).message
+    props = message.properties
+    assert (props.content_type, props.reply_to, props.correlation_id) == (
+        "application/json",
+        "replies.me",
+        "req-1",
+    )
+    assert props.headers == {"unit": "F", "room": "1"} and props.delivery_mode == 2
+
+
+def test_binary_correlation_data_travels_in_a_header(front: MQTTFrontEnd) -> None:
+    pub = Client5(front)
+    pub.connect5("p")
+    core: Queue = front.vhost.declare_queue("core")
+    front.vhost.bind(core, "amq.topic", "#", None)
+    pub.send(codec.Publish("a", b"x", 0, False, False, None, {"correlation_data": b"\x00\xff"}))
+    props = core.get(None).message.properties
+    assert props.correlation_id is None and props.headers == {"x-correlation-data": b"\x00\xff"}
+
+
+def test_topic_alias_from_the_client(front: MQTTFrontEnd) -> None:
+    sub, pub = Client5(front), Client5(front)
+    sub.connect5("s")
+    sub.subscribe(("long/topic/name", 0))
+    pub.connect5("p")
+    pub.send(codec.Publish("long/topic/name", b"1", 0, False, False, None, {"topic_alias": 7}))
+    pub.send(codec.Publish("", b"2", 0, False, False, None, {"topic_alias": 7}))
+    assert [(p.topic, p.payload) for p in sub.received()] == [
+        ("long/topic/name", b"1"),
+        ("long/topic/name", b"2"),
+    ]
+
+
+def test_unknown_topic_alias_is_a_protocol_error(front: MQTTFrontEnd) -> None:
+    pub = Client5(front)
+    pub.connect5("p")
+    [disconnect] = pub.send(codec.Publish("", b"x", 0, False, False, None, {"topic_alias": 9}))
+    assert isinstance(disconnect, codec.Disconnect) and disconnect.reason_code == 0x82
+    assert pub.conn.closing
+
+
+def test_reason_codes_for_refusals(front: MQTTFrontEnd) -> None:
+    client = Client5(front)
+    client.connect5("c")
+    [puback] = client.send(codec.Publish("secret/x", b"no", 1, False, False, 5))
+    assert puback.reason_code == 0x87
+    assert client.subscribe(("secret/#", 0), ("bad/#/x", 0), ("ok", 1)) == [0x87, 0x8F, 1]
+    [unsuback] = client.send(codec.Unsubscribe(2, ["ok", "never"]))
+    assert unsuback.reason_codes == [0x00, 0x11]
+
+
+def test_subscription_identifiers_are_refused_as_advertised(front: MQTTFrontEnd) -> None:
+    client = Client5(front)
+    client.connect5("c")
+    subscribe = codec.Subscribe(
+        1, [("a", codec.SubscriptionOptions(0))], {"subscription_identifier": [1]}
+    )
+    [disconnect] = client.send(subscribe)
+    assert disconnect.reason_code == 0xA1
+
+
+def test_packets_over_the_clients_maximum_are_not_sent(front: MQTTFrontEnd) -> None:
+    sub, pub = Client5(front), Client5(front)
+    sub.connect5("s", maximum_packet_size=64)
+    sub.subscribe(("t", 1))
+    pub.connect5("p")
+    pub.send(codec.Publish("t", b"x" * 100, 1, False, False, 1))
+    pub.send(codec.Publish("t", b"small", 1, False, False, 2))
+    assert [p.payload for p in sub.received()] == [b"small"]
+
+
+def test_disconnect_with_will_publishes_the_will(front: MQTTFrontEnd) -> None:
+    watcher, client = Client5(front), Client5(front)
+    watcher.connect5("w")
+    watcher.subscribe(("wills/#", 0))
+    will = codec.Will("wills/c", b"gone", 0, False)
+    client.send(codec.Connect("MQTT", 5, True, 60, "c", will=will))
+    client.send(codec.Disconnect(0x04))
+    client.conn.connection_lost()
+    assert [p.payload for p in watcher.received()] == [b"gone"]
