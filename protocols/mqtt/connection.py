@@ -36,6 +36,7 @@ UNACCEPTABLE_PROTOCOL = (0x01, 0x84)
 IDENTIFIER_REJECTED = (0x02, 0x85)
 BAD_CREDENTIALS = (0x04, 0x86)
 NOT_AUTHORIZED = (0x05, 0x87)
+BAD_AUTH_METHOD = (0x05, 0x8C)
 
 #: CONNECT errors the decoder finds that MQTT 3.1.1 answers with a CONNACK code.
 CONNACK_FOR_ERROR = {
@@ -52,6 +53,8 @@ NOT_AUTHORIZED_5 = 0x87
 FILTER_INVALID = 0x8F
 NO_SUBSCRIPTION_EXISTED = 0x11
 SUB_IDS_UNSUPPORTED = 0xA1
+SESSION_TAKEN_OVER = 0x8E
+KEEP_ALIVE_TIMEOUT = 0x8D
 DISCONNECT_WITH_WILL = 0x04
 SUBACK_FAILURE = 0x80
 
@@ -184,6 +187,9 @@ class MQTTConnection:
             self._refuse(UNACCEPTABLE_PROTOCOL, "protocol level not supported")
             return
         props = packet.properties if level == 5 else {}
+        if "authentication_method" in props:
+            self._refuse(BAD_AUTH_METHOD, "enhanced authentication is not supported")
+            return
         client_id = packet.client_id
         assigned = None
         if not client_id:
@@ -209,6 +215,9 @@ class MQTTConnection:
         self._can_write = auth.can(user, vhost, "write", "amq.topic")
         self._can_read = auth.can(user, vhost, "read", "amq.topic")
         self.keepalive = packet.keepalive
+        max_keepalive = self.front.settings.max_keepalive
+        if level == 5 and max_keepalive and not 0 < self.keepalive <= max_keepalive:
+            self.keepalive = max_keepalive  # told to the client as Server Keep Alive
         self.will = packet.will
         self._takeover(client_id)
         durable = (
@@ -228,7 +237,12 @@ class MQTTConnection:
         self.connected = True
         self.broker.stats.connected("mqtt")
         if level == 5:
-            self.write(codec.encode(codec.Connack(present, 0, self._capabilities(assigned)), 5))
+            capabilities = self._capabilities(assigned)
+            if self.keepalive != packet.keepalive:
+                capabilities["server_keep_alive"] = self.keepalive
+            if props.get("request_response_information"):
+                capabilities["response_information"] = f"responses/{client_id}"
+            self.write(codec.encode(codec.Connack(present, 0, capabilities), 5))
         else:
             self.write(bytes((0x20, 2, 1 if present else 0, 0)))
         session.resend_inflight(self)
@@ -255,6 +269,7 @@ class MQTTConnection:
         old = existing.connection if existing is not None else None
         if old is not None and old is not self:
             event(log, logging.INFO, "mqtt session taken over", client_id=client_id)
+            old.disconnect(SESSION_TAKEN_OVER)
             old.connection_lost()
             old.on_kick()
 
@@ -504,7 +519,14 @@ class MQTTConnection:
 
     def timed_out(self) -> None:
         event(log, logging.INFO, "mqtt keepalive expired", client_id=self.client_id, peer=self.peer)
+        self.disconnect(KEEP_ALIVE_TIMEOUT)
         self.closing = True
+
+    def disconnect(self, reason: int) -> None:
+        """A server-initiated DISCONNECT with a reason code (MQTT 5 only; 3.1.1 just
+        closes)."""
+        if self.level == 5 and self.connected:
+            self.write(codec.encode(codec.Disconnect(reason), 5))
 
     def _protocol_error(self, exc: MQTTError) -> None:
         event(

@@ -260,8 +260,10 @@ async def serve(
         async with trio.open_nursery() as nursery:
             output = _Output(front, stream, conn, nursery)
             conn.on_output = output.requested
-            conn.on_kick = nursery.cancel_scope.cancel
-            await _read(stream, conn, front, ticker)
+            with trio.CancelScope() as reading:
+                # a takeover ends the reading only: the DISCONNECT it queued still goes out
+                conn.on_kick = reading.cancel
+                await _read(stream, conn, front, ticker)
             conn.connection_lost()
             output.finish()
             nursery.cancel_scope.deadline = trio.current_time() + FLUSH_TIMEOUT
