@@ -390,6 +390,7 @@ class MQTTConnection:
         else:
             message = message_from_publish5(topic, payload, qos, properties, self, self.username)
         if retain:
+            message.extra = {**(message.extra or {}), "retain": True}
             self.broker.retained.set(topic, message)
         try:
             result = self.front.vhost.publish(message)
@@ -429,9 +430,19 @@ class MQTTConnection:
                 codes.append(self._suback_failure(topic_filter))
                 continue
             qos = min(options.qos, 2)
-            session.subscribe(topic_filter, qos, filtered=verdict == "filter")
+            existed = topic_filter in session.subscriptions
+            session.subscribe(
+                topic_filter,
+                qos,
+                filtered=verdict == "filter",
+                no_local=options.no_local,
+                retain_as_published=options.retain_as_published,
+            )
             codes.append(qos)
-            granted.append((topic_filter, qos))
+            # MQTT 5 retain handling: 0 always send retained, 1 only to a new subscription
+            handling = options.retain_handling
+            if handling == 0 or (handling == 1 and not existed):
+                granted.append((topic_filter, qos))
         self.write(codec.encode(codec.Suback(packet.packet_id, codes), self.level))
         for topic_filter, qos in granted:
             filtered = topic_filter in session.filtered

@@ -69,6 +69,8 @@ class Session:
         self.incoming_qos2: set[int] = set()
         #: subscriptions the ACL allows only in part: their deliveries are checked one by one
         self.filtered: set[str] = set()
+        #: MQTT 5 options of subscriptions that have any: filter -> (no local, retain as published)
+        self.options: dict[str, tuple[bool, bool]] = {}
         self.connection: MQTTConnection | None = None
         self._next_id = 1
         self._only_qos: int | None = None
@@ -111,8 +113,9 @@ class Session:
         if message.expires_at is not None and message.expired():
             return False
         granted = self._only_qos
+        retain = False
         if granted is None:
-            granted = self._granted_qos(message)
+            granted, retain = self._granted_qos(message)
             if granted < 0:
                 return False
         conn = self.connection
@@ -121,7 +124,7 @@ class Session:
         if granted == 0 or not message.persistent:
             cache = message.cache
             data = cache.get(V3_LIVE) if cache is not None and conn.level < 5 else None
-            data = data or encode_qos0(message, False, conn.level)
+            data = data or encode_qos0(message, retain, conn.level)
             if len(data) <= conn.max_packet_out:  # else dropped, as MQTT 5 3.1.2.25 says
                 conn.send_publish(data)
             return False
@@ -132,15 +135,16 @@ class Session:
             packet_id = self._allocate_id()
         else:
             self._next_id = packet_id % 65535 + 1
-        data = encode_qos(message, qos, packet_id, False, False, conn.level)
+        data = encode_qos(message, qos, packet_id, retain, False, conn.level)
         if len(data) > conn.max_packet_out:
             return False  # dropped as if delivered (MQTT 5 3.1.2.25)
-        inflight[packet_id] = Inflight(seq, message, qos, False)
+        inflight[packet_id] = Inflight(seq, message, qos, retain)
         conn.send_publish(data)
         return True
 
     def queue_deleted(self, queue: Queue) -> None:
         self.subscriptions.clear()
+        self.options.clear()
         self._only_qos = None
         self.queue = None
 
@@ -182,16 +186,29 @@ class Session:
         self._next_id = packet_id % 65535 + 1
         return packet_id
 
-    def _granted_qos(self, message: Message) -> int:
+    def _granted_qos(self, message: Message) -> tuple[int, bool]:
         """The highest QoS among this session's subscriptions matching the message (MQTT
-        3.1.1 3.3.5: overlapping subscriptions deliver one copy at the highest QoS); -1
-        when none matches any more."""
+        3.1.1 3.3.5: overlapping subscriptions deliver one copy at the highest QoS; -1
+        when none matches any more), and whether it goes out with the retain flag it was
+        published with (MQTT 5 retain-as-published).  No-local subscriptions skip the
+        session's own messages."""
         topic = message_topic(message)
+        options = self.options
+        own = bool(options) and getattr(message.origin, "session", None) is self
         best = -1
+        retain = False
         for topic_filter, qos in self.subscriptions.items():
-            if qos > best and filter_matches(topic_filter, topic):
-                best = qos
-        return best
+            if not filter_matches(topic_filter, topic):
+                continue
+            flags = options.get(topic_filter) if options else None
+            if flags is not None:
+                no_local, as_published = flags
+                if no_local and own:
+                    continue
+                if as_published and message.extra is not None:
+                    retain = retain or message.extra.get("retain", False)
+            best = max(best, qos)
+        return best, retain
 
     # -- acknowledgements from the client -----------------------------------------------
 
@@ -227,7 +244,18 @@ class Session:
 
     # -- subscriptions ------------------------------------------------------------------
 
-    def subscribe(self, topic_filter: str, qos: int, filtered: bool = False) -> None:
+    def subscribe(
+        self,
+        topic_filter: str,
+        qos: int,
+        filtered: bool = False,
+        no_local: bool = False,
+        retain_as_published: bool = False,
+    ) -> None:
+        if no_local or retain_as_published:
+            self.options[topic_filter] = (no_local, retain_as_published)
+        else:
+            self.options.pop(topic_filter, None)
         if topic_filter not in self.subscriptions:
             self.vhost.bind(
                 self._open_queue(), TOPIC_EXCHANGE, filter_to_pattern(topic_filter), None
@@ -243,14 +271,20 @@ class Session:
         if self.subscriptions.pop(topic_filter, None) is None:
             return False
         self.filtered.discard(topic_filter)
+        self.options.pop(topic_filter, None)
         self.vhost.unbind(self.queue, TOPIC_EXCHANGE, filter_to_pattern(topic_filter), None)
         self._subscriptions_changed()
         return True
 
     def _subscriptions_changed(self) -> None:
-        subs = self.subscriptions
-        self._only_qos = next(iter(subs.values())) if len(subs) == 1 else None
+        self._update_fast_path()
         self.save()
+
+    def _update_fast_path(self) -> None:
+        """With one plain subscription, every delivery gets its QoS without matching."""
+        subs = self.subscriptions
+        single = len(subs) == 1 and not self.options
+        self._only_qos = next(iter(subs.values())) if single else None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -277,6 +311,7 @@ class Session:
         return msgpack.packb(
             {
                 "subscriptions": self.subscriptions,
+                "options": self.options,
                 "incoming_qos2": sorted(self.incoming_qos2),
             }
         )
@@ -284,9 +319,9 @@ class Session:
     def restore(self, blob: bytes) -> None:
         data = msgpack.unpackb(blob)
         self.subscriptions = dict(data.get("subscriptions", {}))
+        self.options = {f: tuple(o) for f, o in data.get("options", {}).items()}
         self.incoming_qos2 = set(data.get("incoming_qos2", ()))
-        subs = self.subscriptions
-        self._only_qos = next(iter(subs.values())) if len(subs) == 1 else None
+        self._update_fast_path()
 
     def save(self) -> None:
         """Persist this session's record, if it is a persistent session."""

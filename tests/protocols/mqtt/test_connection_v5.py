@@ -136,3 +136,45 @@ def test_disconnect_with_will_publishes_the_will(front: MQTTFrontEnd) -> None:
     client.send(codec.Disconnect(0x04))
     client.conn.connection_lost()
     assert [p.payload for p in watcher.received()] == [b"gone"]
+
+
+def subscribe_with(client: Client5, topic_filter: str, **options: object) -> list:
+    packet = codec.Subscribe(1, [(topic_filter, codec.SubscriptionOptions(**options))])
+    suback, *rest = client.send(packet)
+    assert suback.reason_codes[0] < 0x80
+    return rest
+
+
+def test_no_local_skips_own_messages(front: MQTTFrontEnd) -> None:
+    me, other = Client5(front), Client5(front)
+    me.connect5("me")
+    other.connect5("other")
+    subscribe_with(me, "chat", qos=0, no_local=True)
+    me.send(codec.Publish("chat", b"mine", 0, False, False, None))
+    other.send(codec.Publish("chat", b"theirs", 0, False, False, None))
+    assert [p.payload for p in me.received()] == [b"theirs"]
+
+
+def test_retain_as_published_keeps_the_flag_on_live_deliveries(front: MQTTFrontEnd) -> None:
+    keeper, plain, pub = Client5(front), Client5(front), Client5(front)
+    for client, name in ((keeper, "k"), (plain, "p"), (pub, "pub")):
+        client.connect5(name)
+    subscribe_with(keeper, "s/#", qos=0, retain_as_published=True)
+    subscribe_with(plain, "s/#", qos=0)
+    pub.send(codec.Publish("s/1", b"r", 0, True, False, None))
+    [kept] = keeper.received()
+    [cleared] = plain.received()
+    assert kept.retain and not cleared.retain
+
+
+def test_retain_handling(front: MQTTFrontEnd) -> None:
+    pub = Client5(front)
+    pub.connect5("pub")
+    pub.send(codec.Publish("r/1", b"kept", 0, True, False, None))
+    always, new_only, never = Client5(front), Client5(front), Client5(front)
+    for client, name in ((always, "a"), (new_only, "n"), (never, "x")):
+        client.connect5(name)
+    assert [p.payload for p in subscribe_with(always, "r/#", qos=0, retain_handling=0)] == [b"kept"]
+    assert len(subscribe_with(new_only, "r/#", qos=0, retain_handling=1)) == 1
+    assert subscribe_with(new_only, "r/#", qos=0, retain_handling=1) == []
+    assert subscribe_with(never, "r/#", qos=0, retain_handling=2) == []
