@@ -90,6 +90,8 @@ class MqttConfig:
     max_queued: int = _limit(1000, 0)
     sys_interval: int = _limit(10, 0)  # seconds; 0 disables $SYS
     max_keepalive: int = _limit(65_535, 0, 65_535)
+    # MQTT 5 topic aliases a client may set up towards the broker (each holds a topic)
+    topic_alias_maximum: int = _limit(16, 0, 65_535)
     connect_timeout: int = _limit(10, 1)  # seconds a connection may stay unauthenticated
     # a steady publisher's next read waits this long so one wake-up reads several packets;
     # 0 reads at once (lowest latency, several times the CPU per message at moderate rates)

@@ -684,8 +684,21 @@ def encode_publish(
     protocol_level: int,
 ) -> bytes:
     """Encode a PUBLISH without building a Publish object (the broker's hottest path)."""
-    raw_topic = topic.encode()
     props = encode_properties(properties) if protocol_level == 5 else b""
+    return encode_publish_block(topic, payload, qos, retain, dup, packet_id, props)
+
+
+def encode_publish_block(
+    topic: str,
+    payload: bytes,
+    qos: int,
+    retain: bool,
+    dup: bool,
+    packet_id: int | None,
+    props: bytes,
+) -> bytes:
+    """Encode a PUBLISH around a ready property block (empty for MQTT 3.x)."""
+    raw_topic = topic.encode()
     length = len(raw_topic) + len(props) + len(payload) + (4 if qos else 2)
     b0 = 0x30 | qos << 1 | (1 if retain else 0) | (8 if dup else 0)
     if length < 128:

@@ -18,13 +18,15 @@ from broker import auth
 from broker.errors import BrokerError
 from broker.log import event
 from protocols.mqtt import codec
+from protocols.mqtt.aliases import OutboundAliases
 from protocols.mqtt.codec import MQTTError
 from protocols.mqtt.limits import OUTPUT_BACKLOG
-from protocols.mqtt.mapping import message_from_publish
-from protocols.mqtt.mapping5 import message_from_publish5
+from protocols.mqtt.mapping import encode_qos, encode_qos0, message_from_publish, message_topic
+from protocols.mqtt.mapping5 import encode_publish5, message_from_publish5
 from protocols.mqtt.properties import TOPIC_ALIAS_INVALID
 
 if TYPE_CHECKING:
+    from broker.message import Message
     from protocols.mqtt.frontend import MQTTFrontEnd
     from protocols.mqtt.session import Session
 
@@ -47,16 +49,25 @@ CONNACK_FOR_ERROR = {
 PINGRESP = b"\xd0\x00"
 #: The largest packet MQTT can express.
 MAX_PACKET = 268_435_455
-#: Topic aliases an MQTT 5 client may set up towards the broker.
-TOPIC_ALIAS_MAXIMUM = 65535
+NO_MATCHING_SUBSCRIBERS = 0x10
 NOT_AUTHORIZED_5 = 0x87
+PACKET_ID_NOT_FOUND = 0x92
+RECEIVE_MAXIMUM_EXCEEDED = 0x93
+PAYLOAD_FORMAT_INVALID = 0x99
 FILTER_INVALID = 0x8F
 NO_SUBSCRIPTION_EXISTED = 0x11
-SUB_IDS_UNSUPPORTED = 0xA1
 SESSION_TAKEN_OVER = 0x8E
 KEEP_ALIVE_TIMEOUT = 0x8D
 DISCONNECT_WITH_WILL = 0x04
 SUBACK_FAILURE = 0x80
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class MQTTConnection:
@@ -83,6 +94,7 @@ class MQTTConnection:
         self.publisher = False
         self.max_packet_out = MAX_PACKET
         self.topic_aliases: dict[int, str] = {}
+        self.aliases_out: OutboundAliases | None = None
         self._backlogged = False
         self.flow = front.broker.flow
         self._decode_error: MQTTError | None = None
@@ -152,9 +164,14 @@ class MQTTConnection:
         session = self.session
         kind = type(packet)
         if kind is codec.Pubrel:
-            session.incoming_qos2.discard(packet.packet_id)
-            session.save()
-            self.write(bytes((0x70, 2)) + packet.packet_id.to_bytes(2, "big"))
+            known = packet.packet_id in session.incoming_qos2
+            if known:
+                session.incoming_qos2.discard(packet.packet_id)
+                session.save()
+            if known or self.level < 5:
+                self.write(bytes((0x70, 2)) + packet.packet_id.to_bytes(2, "big"))
+            else:
+                self.write(codec.encode(codec.Pubcomp(packet.packet_id, PACKET_ID_NOT_FOUND), 5))
         elif kind is codec.Pubrec:
             session.pubrec(packet.packet_id)
             self.write(bytes((0x62, 2)) + packet.packet_id.to_bytes(2, "big"))
@@ -229,6 +246,8 @@ class MQTTConnection:
                 self.front.settings.max_inflight, props.get("receive_maximum", 65535)
             )
             self.max_packet_out = props.get("maximum_packet_size", MAX_PACKET)
+            if props.get("topic_alias_maximum"):
+                self.aliases_out = OutboundAliases(props["topic_alias_maximum"])
         session.attach(self)
         session.filtered = {
             f for f in session.subscriptions if self._subscription_verdict(f) == "filter"
@@ -252,8 +271,8 @@ class MQTTConnection:
         """CONNACK properties for MQTT 5: what this server really supports (absent means
         the spec's default: QoS 2, retain and wildcards available, receive maximum 65535)."""
         props: dict = {
-            "topic_alias_maximum": TOPIC_ALIAS_MAXIMUM,
-            "subscription_identifier_available": 0,
+            "topic_alias_maximum": self.front.settings.topic_alias_maximum,
+            "receive_maximum": self.front.settings.max_inflight,
             "shared_subscription_available": 0,
         }
         if self.front.settings.max_packet_size < MAX_PACKET:
@@ -295,29 +314,48 @@ class MQTTConnection:
         if qos == 2 and packet.packet_id in session.incoming_qos2:
             self._ack(b"\x50\x02" + packet.packet_id.to_bytes(2, "big"), False)
             return
-        stored = False
-        reason = 0
         level5 = self.level == 5
-        topic = self._alias_topic(packet) if level5 else packet.topic
-        acl = self.broker.acl
-        if self._can_write and (
-            not acl or acl.check(self.username, self.client_id, topic, "publish")
-        ):
-            properties = packet.properties if level5 else None
-            stored = self._route(topic, packet.payload, qos, packet.retain, packet.raw, properties)
+        if level5:
+            topic = self._alias_topic(packet)
+            reason = self._publish_refusal(packet, topic)
         else:
+            topic = packet.topic
+            reason = 0 if self._allowed("publish", topic) else NOT_AUTHORIZED_5
+        stored = False
+        if reason:
             stats.publish_dropped += 1
-            reason = NOT_AUTHORIZED_5
+        else:
+            properties = packet.properties if level5 else None
+            routed, stored = self._route(
+                topic, packet.payload, qos, packet.retain, packet.raw, properties
+            )
+            if not routed and level5:
+                reason = NO_MATCHING_SUBSCRIBERS
         if qos == 1:
             if reason and level5:
                 self._ack(codec.encode(codec.Puback(packet.packet_id, reason), 5), stored)
             else:
                 self._ack(codec.encode_puback(packet.packet_id), stored)
         elif qos == 2:
-            session.incoming_qos2.add(packet.packet_id)
-            session.save()
+            if reason < 0x80:  # a refused QoS 2 publish ends here: no PUBREL follows
+                session.incoming_qos2.add(packet.packet_id)
+                session.save()
             pubrec = codec.Pubrec(packet.packet_id, reason if level5 else 0)
             self._ack(codec.encode(pubrec, self.level), stored or session.durable)
+
+    def _publish_refusal(self, packet: codec.Publish, topic: str) -> int:
+        """The reason code refusing an MQTT 5 publish, 0 to accept it; a protocol
+        violation raises."""
+        props = packet.properties
+        if "subscription_identifier" in props:
+            raise MQTTError("subscription identifier from a client", codec.PROTOCOL_ERROR)
+        if packet.qos == 2 and len(self.session.incoming_qos2) >= self.front.settings.max_inflight:
+            raise MQTTError("more QoS 2 publishes than Receive Maximum", RECEIVE_MAXIMUM_EXCEEDED)
+        if props.get("payload_format_indicator") == 1 and not _is_utf8(packet.payload):
+            if not packet.qos:
+                raise MQTTError("payload is not UTF-8", PAYLOAD_FORMAT_INVALID)
+            return PAYLOAD_FORMAT_INVALID
+        return 0 if self._allowed("publish", topic) else NOT_AUTHORIZED_5
 
     def _alias_topic(self, packet: codec.Publish) -> str:
         """MQTT 5 topic aliases from the client: a topic with an alias sets it, an empty
@@ -325,7 +363,7 @@ class MQTTConnection:
         alias = packet.properties.get("topic_alias")
         if alias is None:
             return packet.topic
-        if not 0 < alias <= TOPIC_ALIAS_MAXIMUM:
+        if alias > self.front.settings.topic_alias_maximum:
             raise MQTTError(f"topic alias {alias} out of range", TOPIC_ALIAS_INVALID)
         if packet.topic:
             self.topic_aliases[alias] = packet.topic
@@ -382,9 +420,10 @@ class MQTTConnection:
         retain: bool,
         raw: bytes | None = None,
         properties: dict | None = None,
-    ) -> bool:
-        """Publish into the core; returns whether the message went to durable storage.
-        ``properties``: an MQTT 5 publish's, mapped onto the core message."""
+    ) -> tuple[int, bool]:
+        """Publish into the core; returns how many queues took the message and whether it
+        went to durable storage.  ``properties``: an MQTT 5 publish's, mapped onto the
+        core message."""
         if properties is None:
             message = message_from_publish(topic, payload, qos, self, self.username, raw)
         else:
@@ -396,8 +435,8 @@ class MQTTConnection:
             result = self.front.vhost.publish(message)
         except BrokerError as exc:
             event(log, logging.WARNING, "mqtt publish failed", topic=topic, error=exc.message)
-            return False
-        return result.stored or (retain and qos > 0)
+            return 0, False
+        return result.routed, result.stored or (retain and qos > 0)
 
     def _ack(self, packet: bytes, after_sync: bool) -> None:
         if after_sync or self.acks_after_sync:
@@ -422,8 +461,7 @@ class MQTTConnection:
         session = self.session
         codes: list[int] = []
         granted: list[tuple[str, int]] = []
-        if "subscription_identifier" in packet.properties:
-            raise MQTTError("subscription identifiers are not available", SUB_IDS_UNSUPPORTED)
+        subscription_id = packet.properties.get("subscription_identifier", (0,))[0]
         for topic_filter, options in packet.topics:
             verdict = self._subscription_verdict(topic_filter)
             if verdict == "deny":
@@ -437,6 +475,7 @@ class MQTTConnection:
                 filtered=verdict == "filter",
                 no_local=options.no_local,
                 retain_as_published=options.retain_as_published,
+                subscription_id=subscription_id,
             )
             codes.append(qos)
             # MQTT 5 retain handling: 0 always send retained, 1 only to a new subscription
@@ -444,11 +483,12 @@ class MQTTConnection:
             if handling == 0 or (handling == 1 and not existed):
                 granted.append((topic_filter, qos))
         self.write(codec.encode(codec.Suback(packet.packet_id, codes), self.level))
+        ids = [subscription_id] if subscription_id else None
         for topic_filter, qos in granted:
             filtered = topic_filter in session.filtered
             for topic, message in self.broker.retained.match(topic_filter):
                 if not filtered or self.may_receive(topic):
-                    session.send_retained(message, qos)
+                    session.send_retained(message, qos, ids)
 
     @property
     def only_publishes(self) -> bool:
@@ -473,6 +513,35 @@ class MQTTConnection:
         return self.broker.acl.check(self.username, self.client_id, topic, "subscribe")
 
     # -- output -------------------------------------------------------------------------
+
+    def publish_packet(
+        self,
+        message: Message,
+        qos: int,
+        packet_id: int | None,
+        retain: bool,
+        dup: bool = False,
+        subscription_ids: list[int] | None = None,
+    ) -> bytes | None:
+        """The PUBLISH of ``message`` for this client, or None when it exceeds the client's
+        Maximum Packet Size (the message is then dropped for it, MQTT 5 3.1.2.25)."""
+        if self.level < 5:
+            return (
+                encode_qos(message, qos, packet_id, retain, dup)
+                if qos
+                else encode_qos0(message, retain)
+            )
+        topic = message_topic(message)
+        aliases = self.aliases_out
+        alias, known = aliases.alias(topic) if aliases is not None else (0, False)
+        data = encode_publish5(
+            message, qos, packet_id, retain, dup, "" if known else topic, alias, subscription_ids
+        )
+        if len(data) <= self.max_packet_out:
+            return data
+        if alias and not known:
+            aliases.forget(topic)
+        return None
 
     def send_publish(self, data: bytes) -> None:
         """Queue an encoded PUBLISH (counted for $SYS); ``write`` inlined, it is the
@@ -551,6 +620,8 @@ class MQTTConnection:
         )
         if self.level == 5 and self.connected:
             self.write(codec.encode(codec.Disconnect(exc.reason_code), 5))
+        elif not self.connected and self.decoder.protocol_level == 5:
+            self.write(codec.encode(codec.Connack(False, exc.reason_code), 5))
         elif not self.connected and exc.reason_code in CONNACK_FOR_ERROR:
             self.write(bytes((0x20, 2, 0, CONNACK_FOR_ERROR[exc.reason_code])))
         self.closing = True

@@ -2,8 +2,8 @@
 
 An MQTT publish becomes a core message on ``amq.topic`` whose routing key is the topic with
 ``/`` and ``.`` swapped; QoS >= 1 means delivery_mode 2.  QoS 2 is remembered in ``extra``
-so it survives the trip to another MQTT subscriber.  The PUBLISH encoding is cached on the
-message per (protocol level, QoS 0) so a fan-out encodes once.
+so it survives the trip to another MQTT subscriber.  The MQTT 3.x PUBLISH encoding is cached on
+the message so a fan-out encodes once (MQTT 5 encodings: ``mapping5``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from broker.message import EMPTY_PROPERTIES, Message, Properties
 from broker.topics import TOPIC_EXCHANGE, key_to_mqtt, mqtt_to_key
 from protocols.mqtt.codec import encode_publish
-from protocols.mqtt.mapping5 import publish_properties
 
 PERSISTENT = Properties(delivery_mode=2)
 QOS2 = {"qos": 2}
@@ -74,40 +73,30 @@ def message_topic(message: Message) -> str:
     return topic
 
 
-def encode_qos0(message: Message, retain: bool, level: int) -> bytes:
-    """The QoS 0 PUBLISH for a message, encoded once per protocol level and retain flag
-    (3.1 and 3.1.1 share one encoding; MQTT 5 with an expiry counting down, every time)."""
-    if level == 5:
-        properties = publish_properties(message)
-        if message.expires_at is not None:
-            return encode_publish(
-                message_topic(message), message.body, 0, retain, False, None, properties, 5
-            )
-    key = (V3_RETAINED if retain else V3_LIVE) if level < 5 else (level, retain)
+def encode_qos0(message: Message, retain: bool) -> bytes:
+    """The MQTT 3.x QoS 0 PUBLISH for a message, encoded once per retain flag (3.1 and
+    3.1.1 share one encoding)."""
+    key = V3_RETAINED if retain else V3_LIVE
     cache = message.cache
     if cache is None:
         cache = message.cache = {}
     data = cache.get(key)
     if data is None:
-        properties = publish_properties(message) if level == 5 else None
         data = cache[key] = encode_publish(
-            message_topic(message), message.body, 0, retain, False, None, properties, level
+            message_topic(message), message.body, 0, retain, False, None, None, 4
         )
     return data
 
 
-def encode_qos(
-    message: Message, qos: int, packet_id: int, retain: bool, dup: bool, level: int
-) -> bytes:
-    """A QoS 1/2 PUBLISH: the packet id differs per subscriber, so only a QoS 1 packet as
-    received is reused, with the packet id swapped."""
+def encode_qos(message: Message, qos: int, packet_id: int, retain: bool, dup: bool) -> bytes:
+    """An MQTT 3.x QoS 1/2 PUBLISH: the packet id differs per subscriber, so only a QoS 1
+    packet as received is reused, with the packet id swapped."""
     cache = message.cache
-    if qos == 1 and level < 5 and not retain and not dup and cache is not None:
+    if qos == 1 and not retain and not dup and cache is not None:
         raw = cache.get(V3_QOS1)
         if raw is not None:
             split = len(raw) - len(message.body)
             return b"".join((raw[: split - 2], packet_id.to_bytes(2, "big"), raw[split:]))
-    properties = publish_properties(message) if level == 5 else None
     return encode_publish(
-        message_topic(message), message.body, qos, retain, dup, packet_id, properties, level
+        message_topic(message), message.body, qos, retain, dup, packet_id, None, 4
     )

@@ -20,7 +20,14 @@ from typing import Any
 
 from broker.message import Message, Properties
 from broker.topics import TOPIC_EXCHANGE, key_to_mqtt, mqtt_to_key
+from protocols.mqtt.codec import encode_publish_block
+from protocols.mqtt.properties import encode_property_items, encode_varint
 
+#: Cache key of a message's encoded MQTT 5 properties (without expiry, which counts down).
+PROPERTIES_KEY = "v5-properties"
+#: Property identifiers the broker adds per subscriber.
+TOPIC_ALIAS_ID = b"\x23"
+SUBSCRIPTION_ID = b"\x0b"
 #: Longest correlation data carried as correlation_id (AMQP's shortstr is 255 bytes).
 SHORT_STRING = 255
 CORRELATION_HEADER = "x-correlation-data"
@@ -98,3 +105,36 @@ def publish_properties(message: Message) -> dict[str, Any]:
     if users:
         out["user_property"] = [tuple(pair) for pair in users]
     return out
+
+
+def encode_publish5(
+    message: Message,
+    qos: int,
+    packet_id: int | None,
+    retain: bool,
+    dup: bool,
+    topic: str,
+    alias: int = 0,
+    subscription_ids: list[int] | None = None,
+) -> bytes:
+    """An MQTT 5 PUBLISH of a core message for one subscriber: its topic alias (with
+    ``topic`` empty once the alias is known to the client) and subscription identifiers
+    before the message's own properties, which are encoded once per message."""
+    parts = []
+    if alias:
+        parts.append(TOPIC_ALIAS_ID + alias.to_bytes(2, "big"))
+    if subscription_ids:
+        parts.extend(SUBSCRIPTION_ID + encode_varint(i) for i in subscription_ids)
+    if message.expires_at is None:
+        cache = message.cache
+        if cache is None:
+            cache = message.cache = {}
+        own = cache.get(PROPERTIES_KEY)
+        if own is None:
+            own = cache[PROPERTIES_KEY] = encode_property_items(publish_properties(message))
+    else:
+        own = encode_property_items(publish_properties(message))
+    parts.append(own)
+    items = b"".join(parts)
+    props = encode_varint(len(items)) + items
+    return encode_publish_block(topic, message.body, qos, retain, dup, packet_id, props)

@@ -197,9 +197,9 @@ def decode_properties(
 ) -> tuple[dict, int]:
     """Decode a property block (length prefix included) that must end by ``end``.
 
-    Unknown identifiers and truncation are malformed (0x81); a property outside its
-    packet kinds, a repeated single property or an out-of-range value is a protocol
-    error (0x82), except a zero Topic Alias (0x94).
+    Unknown identifiers, identifiers not valid for the packet kind and truncation are
+    malformed (0x81, MQTT 5 2.2.2.2); a repeated single property or an out-of-range value
+    is a protocol error (0x82), except a zero Topic Alias (0x94).
     """
     if end is None:
         end = len(buf)
@@ -214,7 +214,7 @@ def decode_properties(
             raise MQTTError(f"unknown property identifier 0x{buf[pos]:02x}")
         name, kind, allowed, limits = entry
         if not allowed >> packet_kind & 1:
-            raise MQTTError(f"property {name} not allowed here", PROTOCOL_ERROR)
+            raise MQTTError(f"property {name} not allowed here")
         value, pos = _read_value(kind, buf, pos + 1, stop)
         if limits is not None and not limits[0] <= value <= limits[1]:
             raise MQTTError(f"property {name} has invalid value {value}", limits[2])
@@ -249,6 +249,12 @@ def encode_properties(props: dict | None) -> bytes:
     """Encode a property dict as a property block with its length prefix."""
     if not props:
         return _EMPTY
+    body = encode_property_items(props)
+    return encode_varint(len(body)) + body
+
+
+def encode_property_items(props: dict) -> bytes:
+    """Encode a property dict without the length prefix (to be joined with others)."""
     parts = []
     for name, value in props.items():
         pid = PROPERTY_IDS.get(name)
@@ -259,5 +265,4 @@ def encode_properties(props: dict | None) -> bytes:
             parts.extend(_encode_value(pid, kind, item) for item in value)
         else:
             parts.append(_encode_value(pid, kind, value))
-    body = b"".join(parts)
-    return encode_varint(len(body)) + body
+    return b"".join(parts)

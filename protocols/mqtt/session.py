@@ -17,13 +17,7 @@ import msgpack
 
 from broker.topics import TOPIC_EXCHANGE, filter_matches, filter_to_pattern
 from protocols.mqtt.limits import OUTPUT_HIGH_WATER
-from protocols.mqtt.mapping import (
-    V3_LIVE,
-    encode_qos,
-    encode_qos0,
-    message_qos,
-    message_topic,
-)
+from protocols.mqtt.mapping import V3_LIVE, encode_qos0, message_qos, message_topic
 
 if TYPE_CHECKING:
     from broker.message import Message
@@ -38,14 +32,36 @@ AWAIT_ACK, AWAIT_COMP = 0, 1
 class Inflight:
     """An outgoing QoS 1/2 message awaiting PUBACK/PUBREC (or, for QoS 2, PUBCOMP)."""
 
-    __slots__ = ("seq", "message", "qos", "retain", "state")
+    __slots__ = ("seq", "message", "qos", "retain", "state", "subscription_ids")
 
-    def __init__(self, seq: int | None, message: Message, qos: int, retain: bool) -> None:
+    def __init__(
+        self,
+        seq: int | None,
+        message: Message,
+        qos: int,
+        retain: bool,
+        subscription_ids: list[int] | None,
+    ) -> None:
         self.seq = seq
         self.message = message
         self.qos = qos
         self.retain = retain
         self.state = AWAIT_ACK
+        self.subscription_ids = subscription_ids
+
+
+class Options:
+    """MQTT 5 options of one subscription, for subscriptions that have any."""
+
+    __slots__ = ("no_local", "retain_as_published", "subscription_id")
+
+    def __init__(self, no_local: bool, retain_as_published: bool, subscription_id: int) -> None:
+        self.no_local = no_local
+        self.retain_as_published = retain_as_published
+        self.subscription_id = subscription_id
+
+    def record(self) -> list:
+        return [self.no_local, self.retain_as_published, self.subscription_id]
 
 
 class Session:
@@ -69,8 +85,8 @@ class Session:
         self.incoming_qos2: set[int] = set()
         #: subscriptions the ACL allows only in part: their deliveries are checked one by one
         self.filtered: set[str] = set()
-        #: MQTT 5 options of subscriptions that have any: filter -> (no local, retain as published)
-        self.options: dict[str, tuple[bool, bool]] = {}
+        #: MQTT 5 options of the subscriptions that have any
+        self.options: dict[str, Options] = {}
         self.connection: MQTTConnection | None = None
         self._next_id = 1
         self._only_qos: int | None = None
@@ -114,19 +130,23 @@ class Session:
             return False
         granted = self._only_qos
         retain = False
+        ids = None
         if granted is None:
-            granted, retain = self._granted_qos(message)
+            granted, retain, ids = self._granted_qos(message)
             if granted < 0:
                 return False
         conn = self.connection
         if self.filtered and not conn.may_receive(message_topic(message)):
             return False
         if granted == 0 or not message.persistent:
-            cache = message.cache
-            data = cache.get(V3_LIVE) if cache is not None and conn.level < 5 else None
-            data = data or encode_qos0(message, retain, conn.level)
-            if len(data) <= conn.max_packet_out:  # else dropped, as MQTT 5 3.1.2.25 says
-                conn.send_publish(data)
+            if conn.level < 5:
+                cache = message.cache
+                data = cache.get(V3_LIVE) if cache is not None and not retain else None
+                conn.send_publish(data or encode_qos0(message, retain))
+            else:
+                data = conn.publish_packet(message, 0, None, retain, False, ids)
+                if data is not None:
+                    conn.send_publish(data)
             return False
         qos = 1 if granted == 1 else message_qos(message)
         packet_id = self._next_id
@@ -135,10 +155,10 @@ class Session:
             packet_id = self._allocate_id()
         else:
             self._next_id = packet_id % 65535 + 1
-        data = encode_qos(message, qos, packet_id, retain, False, conn.level)
-        if len(data) > conn.max_packet_out:
-            return False  # dropped as if delivered (MQTT 5 3.1.2.25)
-        inflight[packet_id] = Inflight(seq, message, qos, retain)
+        data = conn.publish_packet(message, qos, packet_id, retain, False, ids)
+        if data is None:
+            return False  # too big for the client: dropped as if delivered
+        inflight[packet_id] = Inflight(seq, message, qos, retain, ids)
         conn.send_publish(data)
         return True
 
@@ -150,32 +170,33 @@ class Session:
 
     # -- sending ------------------------------------------------------------------------
 
-    def send_retained(self, message: Message, granted: int) -> None:
+    def send_retained(self, message: Message, granted: int, ids: list[int] | None) -> None:
         """A retained message for a new subscription: sent with retain=1, outside the
         queue (it is not the queue's to ack)."""
         conn = self.connection
         assert conn is not None
         qos = min(granted, message_qos(message))
-        if qos == 0:
-            conn.send_publish(encode_qos0(message, True, conn.level))
-        else:
-            self._send_qos(conn, None, message, qos, retain=True)
-
-    def _send_qos(
-        self, conn: MQTTConnection, seq: int | None, message: Message, qos: int, retain: bool
-    ) -> None:
-        packet_id = self._allocate_id()
-        self.inflight[packet_id] = Inflight(seq, message, qos, retain)
-        conn.send_publish(encode_qos(message, qos, packet_id, retain, False, conn.level))
+        packet_id = self._allocate_id() if qos else None
+        data = conn.publish_packet(message, qos, packet_id, True, False, ids)
+        if data is None:
+            return
+        if qos:
+            self.inflight[packet_id] = Inflight(None, message, qos, True, ids)
+        conn.send_publish(data)
 
     def resend_inflight(self, conn: MQTTConnection) -> None:
         """On session resumption: every unacknowledged PUBLISH again with DUP=1 and its
         original packet id, and PUBREL for those already PUBRECed (MQTT 4.4)."""
-        for packet_id, item in self.inflight.items():
+        for packet_id, item in list(self.inflight.items()):
             if item.state == AWAIT_ACK:
-                conn.send_publish(
-                    encode_qos(item.message, item.qos, packet_id, item.retain, True, conn.level)
+                data = conn.publish_packet(
+                    item.message, item.qos, packet_id, item.retain, True, item.subscription_ids
                 )
+                if data is None:  # the new connection allows smaller packets only
+                    del self.inflight[packet_id]
+                    self._ack_queue(item)
+                    continue
+                conn.send_publish(data)
             else:
                 conn.write(bytes((0x62, 2)) + packet_id.to_bytes(2, "big"))
 
@@ -186,29 +207,33 @@ class Session:
         self._next_id = packet_id % 65535 + 1
         return packet_id
 
-    def _granted_qos(self, message: Message) -> tuple[int, bool]:
+    def _granted_qos(self, message: Message) -> tuple[int, bool, list[int] | None]:
         """The highest QoS among this session's subscriptions matching the message (MQTT
         3.1.1 3.3.5: overlapping subscriptions deliver one copy at the highest QoS; -1
-        when none matches any more), and whether it goes out with the retain flag it was
-        published with (MQTT 5 retain-as-published).  No-local subscriptions skip the
-        session's own messages."""
+        when none matches any more), whether it goes out with the retain flag it was
+        published with (MQTT 5 retain-as-published), and the identifiers of every matching
+        subscription.  No-local subscriptions skip the session's own messages."""
         topic = message_topic(message)
         options = self.options
         own = bool(options) and getattr(message.origin, "session", None) is self
         best = -1
         retain = False
+        ids = None
         for topic_filter, qos in self.subscriptions.items():
             if not filter_matches(topic_filter, topic):
                 continue
-            flags = options.get(topic_filter) if options else None
-            if flags is not None:
-                no_local, as_published = flags
-                if no_local and own:
+            option = options.get(topic_filter) if options else None
+            if option is not None:
+                if option.no_local and own:
                     continue
-                if as_published and message.extra is not None:
+                if option.retain_as_published and message.extra is not None:
                     retain = retain or message.extra.get("retain", False)
+                if option.subscription_id:
+                    ids = (
+                        [option.subscription_id] if ids is None else [*ids, option.subscription_id]
+                    )
             best = max(best, qos)
-        return best, retain
+        return best, retain, ids
 
     # -- acknowledgements from the client -----------------------------------------------
 
@@ -251,9 +276,10 @@ class Session:
         filtered: bool = False,
         no_local: bool = False,
         retain_as_published: bool = False,
+        subscription_id: int = 0,
     ) -> None:
-        if no_local or retain_as_published:
-            self.options[topic_filter] = (no_local, retain_as_published)
+        if no_local or retain_as_published or subscription_id:
+            self.options[topic_filter] = Options(no_local, retain_as_published, subscription_id)
         else:
             self.options.pop(topic_filter, None)
         if topic_filter not in self.subscriptions:
@@ -311,7 +337,7 @@ class Session:
         return msgpack.packb(
             {
                 "subscriptions": self.subscriptions,
-                "options": self.options,
+                "options": {f: o.record() for f, o in self.options.items()},
                 "incoming_qos2": sorted(self.incoming_qos2),
             }
         )
@@ -319,7 +345,7 @@ class Session:
     def restore(self, blob: bytes) -> None:
         data = msgpack.unpackb(blob)
         self.subscriptions = dict(data.get("subscriptions", {}))
-        self.options = {f: tuple(o) for f, o in data.get("options", {}).items()}
+        self.options = {f: Options(*o) for f, o in data.get("options", {}).items()}
         self.incoming_qos2 = set(data.get("incoming_qos2", ()))
         self._update_fast_path()
 

@@ -25,6 +25,7 @@ from .brokers import (
     merge,
 )
 from .clients import Clients
+from .mqtt5 import FEATURES, OURS_MQTT5
 
 BROKERS_KEY = pytest.StashKey[list[BrokerProcess]]()
 
@@ -99,3 +100,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         for i, broker in enumerate(item.stash.get(BROKERS_KEY, [])):
             report.sections.append((f"broker {i} output ({call.when})", broker.log_text()))
     return report
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "mqtt5(feature): an MQTT 5 feature test; against our broker it is skipped until the"
+        " feature is in OURS_MQTT5 (tests/e2e/mqtt5.py)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        marker = item.get_closest_marker("mqtt5")
+        if marker is None:
+            continue
+        feature = marker.args[0]
+        assert feature in FEATURES, f"{item.nodeid}: unknown MQTT 5 feature {feature!r}"
+        if not ON_MOSQUITTO and feature not in OURS_MQTT5:
+            item.add_marker(pytest.mark.skip(reason=f"MQTT 5 feature {feature!r} not in ours yet"))

@@ -354,7 +354,7 @@ PROPERTY_CASES = [
     ("unknown property", "40 05 0001 00 01 7f", 5, MALFORMED),
     ("property length past end", "40 05 0001 00 05 1f", 5, MALFORMED),
     ("truncated property value", "40 06 0001 00 02 1f 00", 5, MALFORMED),
-    ("property not allowed in PUBACK", "40 08 0001 00 04 03 0001 61", 5, PROTOCOL_ERROR),
+    ("property not allowed in PUBACK", "40 08 0001 00 04 03 0001 61", 5, MALFORMED),
     ("content type twice", "30 0c 0001 61 08 03 0001 62 03 0001 63", 5, PROTOCOL_ERROR),
     ("subscription identifier 0", "30 06 0001 61 02 0b 00", 5, PROTOCOL_ERROR),
     ("payload format 2", "30 06 0001 61 02 01 02", 5, PROTOCOL_ERROR),
@@ -427,7 +427,7 @@ CONNECT_CASES = [
     (
         "v5 will property in CONNECT",
         connect_bytes(level=5, rest=h("05 18 00000001 0001 63")),
-        PROTOCOL_ERROR,
+        MALFORMED,
     ),
     (
         "v5 request problem information 2",
@@ -497,7 +497,7 @@ def test_decode_properties_respects_end() -> None:
         decode_properties(block, 0, PUBLISH, len(block) - 1)
     with pytest.raises(MQTTError) as info:
         decode_properties(encode_properties({"topic_alias": 1}), 0, SUBSCRIBE)
-    assert info.value.reason_code == PROTOCOL_ERROR
+    assert info.value.reason_code == MALFORMED
 
 
 def test_encode_properties_rejects_unknown_names() -> None:

@@ -36,7 +36,7 @@ def test_connack_tells_capabilities_and_assigns_an_id(front: MQTTFrontEnd) -> No
     assert connack.reason_code == 0
     props = connack.properties
     assert props["assigned_client_identifier"].startswith("auto-")
-    assert props["subscription_identifier_available"] == 0
+    assert "subscription_identifier_available" not in props  # absent: available
     assert props["shared_subscription_available"] == 0
     assert props["topic_alias_maximum"] > 0
 
@@ -107,14 +107,34 @@ def test_reason_codes_for_refusals(front: MQTTFrontEnd) -> None:
     assert unsuback.reason_codes == [0x00, 0x11]
 
 
-def test_subscription_identifiers_are_refused_as_advertised(front: MQTTFrontEnd) -> None:
-    client = Client5(front)
-    client.connect5("c")
-    subscribe = codec.Subscribe(
-        1, [("a", codec.SubscriptionOptions(0))], {"subscription_identifier": [1]}
-    )
-    [disconnect] = client.send(subscribe)
-    assert disconnect.reason_code == 0xA1
+def test_subscription_identifiers_travel_with_matching_publishes(front: MQTTFrontEnd) -> None:
+    sub, pub = Client5(front), Client5(front)
+    sub.connect5("s")
+    for packet_id, (topic_filter, sub_id) in enumerate([("a/#", 7), ("a/+", 9)], 1):
+        subscribe = codec.Subscribe(
+            packet_id,
+            [(topic_filter, codec.SubscriptionOptions(1))],
+            {"subscription_identifier": [sub_id]},
+        )
+        sub.send(subscribe)
+    pub.connect5("p")
+    pub.send(codec.Publish("a/b", b"both", 0, False, False, None))
+    pub.send(codec.Publish("a/b/c", b"one", 0, False, False, None))
+    both, one = sub.received()
+    assert sorted(both.properties["subscription_identifier"]) == [7, 9]
+    assert one.properties["subscription_identifier"] == [7]
+
+
+def test_topic_aliases_towards_a_client_that_allows_them(front: MQTTFrontEnd) -> None:
+    sub, pub = Client5(front), Client5(front)
+    sub.connect5("s", topic_alias_maximum=1)
+    sub.subscribe(("t/#", 0))
+    pub.connect5("p")
+    for topic in ("t/a", "t/a", "t/b", "t/b"):
+        pub.send(codec.Publish(topic, b"x", 0, False, False, None))
+    packets = sub.received()
+    seen = [(p.topic, p.properties.get("topic_alias")) for p in packets]
+    assert seen == [("t/a", 1), ("", 1), ("t/b", None), ("t/b", None)]
 
 
 def test_packets_over_the_clients_maximum_are_not_sent(front: MQTTFrontEnd) -> None:
