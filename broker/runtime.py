@@ -23,6 +23,7 @@ from broker.log import event, setup_logging
 from broker.store.sqlite import SqliteStore
 from broker.ticker import Ticker
 from protocols.mqtt.frontend import MQTTFrontEnd
+from protocols.mqtt.server import housekeeping as mqtt_housekeeping
 from protocols.mqtt.server import serve as serve_mqtt
 
 log = logging.getLogger("broker")
@@ -77,6 +78,7 @@ class Server:
                 await core.start(self.broker.run)
                 async with trio.open_nursery() as listeners:
                     await self._listen(listeners, mqtt)
+                    listeners.start_soon(mqtt_housekeeping, mqtt)
                     if self.config.mqtt.sys_interval:
                         listeners.start_soon(
                             sysinfo.run, self.broker, self.config.mqtt.sys_interval

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from broker import auth
@@ -47,6 +48,8 @@ CONNACK_FOR_ERROR = {
 }
 
 PINGRESP = b"\xd0\x00"
+#: Session Expiry Interval meaning "never" (MQTT 5 3.1.2.11.2).
+NEVER = 0xFFFFFFFF
 #: The largest packet MQTT can express.
 MAX_PACKET = 268_435_455
 NO_MATCHING_SUBSCRIBERS = 0x10
@@ -98,6 +101,7 @@ class MQTTConnection:
         self._backlogged = False
         self.flow = front.broker.flow
         self._decode_error: MQTTError | None = None
+        self._connect_expiry = 0
 
     # -- driving ------------------------------------------------------------------------
 
@@ -188,6 +192,11 @@ class MQTTConnection:
         elif kind is codec.Pingreq:
             self.write(PINGRESP)
         elif kind is codec.Disconnect:
+            expiry = packet.properties.get("session_expiry_interval")
+            if expiry is not None:
+                if expiry and not self._connect_expiry:  # MQTT 5 3.14.2.2.2
+                    raise MQTTError("session expiry set at DISCONNECT only", codec.PROTOCOL_ERROR)
+                session.set_expiry(None if expiry == NEVER else expiry)
             if packet.reason_code != DISCONNECT_WITH_WILL:
                 self.will = None
             self.closing = True
@@ -237,10 +246,14 @@ class MQTTConnection:
             self.keepalive = max_keepalive  # told to the client as Server Keep Alive
         self.will = packet.will
         self._takeover(client_id)
-        durable = (
-            props.get("session_expiry_interval", 0) > 0 if level == 5 else not packet.clean_start
+        if level == 5:
+            expiry = props.get("session_expiry_interval", 0)
+            self._connect_expiry = expiry
+        else:
+            expiry = 0 if packet.clean_start else NEVER
+        session, present = self.front.open_session(
+            client_id, packet.clean_start, None if expiry == NEVER else expiry
         )
-        session, present = self.front.open_session(client_id, packet.clean_start, durable)
         if level == 5:
             session.max_inflight = min(
                 self.front.settings.max_inflight, props.get("receive_maximum", 65535)
@@ -636,11 +649,23 @@ class MQTTConnection:
         self.connected = False
         self.broker.stats.disconnected("mqtt")
         will, self.will = self.will, None
+        publish_will = None
         if will is not None and self._allowed("publish", will.topic):
-            self._route(will.topic, will.payload, will.qos, will.retain)
+            publish_will = partial(self._publish_will, will)
         session = self.session
         if session is None:
+            if publish_will is not None:
+                publish_will()
             return
         session.detach(self)
-        if not session.durable and session.connection is None:
-            self.front.close_session(session)
+        if session.connection is None:
+            delay = will.properties.get("will_delay_interval", 0) if publish_will else 0
+            self.front.session_detached(session, publish_will, delay)
+        elif publish_will is not None:
+            publish_will()
+
+    def _publish_will(self, will: codec.Will) -> None:
+        properties = None
+        if self.level == 5:
+            properties = {k: v for k, v in will.properties.items() if k != "will_delay_interval"}
+        self._route(will.topic, will.payload, will.qos, will.retain, None, properties)

@@ -39,6 +39,9 @@ BATCH = 128
 FLUSH_TIMEOUT = 5.0
 #: A peer that accepts none of our bytes for this long is dropped.
 SEND_TIMEOUT = 60.0
+#: Longest sleep between housekeeping rounds: deadlines are whole seconds ahead, so one
+#: scheduled during a sleep is still met on time.
+HOUSEKEEPING_SLEEP = 1.0
 
 
 class _Output:
@@ -276,3 +279,13 @@ async def serve(
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await stream.aclose()
         event(log, logging.DEBUG, "mqtt connection closed", peer=peer, client_id=conn.client_id)
+
+
+async def housekeeping(front: MQTTFrontEnd) -> None:
+    """Run session expiries and delayed wills as they fall due."""
+    while True:
+        next_at = front.expire()
+        delay = HOUSEKEEPING_SLEEP
+        if next_at is not None:
+            delay = min(delay, max(0.0, next_at - front.clock()))
+        await trio.sleep(delay)

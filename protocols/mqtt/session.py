@@ -4,8 +4,9 @@ A session owns one core queue (``mqtt.session.<client id>``) bound to ``amq.topi
 binding per subscription, as RabbitMQ's MQTT plugin does, so MQTT subscribers are ordinary
 queues to every other protocol.  The session is that queue's consumer for its whole life:
 while no connection is attached it is not ready and messages wait in the queue (bounded by
-``max_queued``).  A persistent session (clean session 0) has a durable queue and survives
-disconnects and restarts; its subscriptions and QoS 2 state are stored as a blob.
+``max_queued``).  A persistent session (MQTT 3.1.1 clean session 0, MQTT 5 Session Expiry
+Interval > 0) has a durable queue and survives disconnects and restarts; its subscriptions,
+QoS 2 state and expiry are stored as a blob.  The front end ends it when it expires.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class Session:
         vhost: VHost,
         client_id: str,
         *,
-        durable: bool,
+        expiry_interval: int | None,
         max_inflight: int,
         max_queued: int,
         persist: Callable[[bytes | None], None],
@@ -78,7 +79,14 @@ class Session:
         self.vhost = vhost
         self._persist = persist
         self.client_id = client_id
-        self.durable = durable
+        #: seconds the session outlives its connection: 0 not at all, None for ever
+        self.expiry_interval = expiry_interval
+        self.durable = expiry_interval != 0
+        #: wall-clock time an offline session with an expiry interval ends
+        self.ends_at: float | None = None
+        #: publishes the will of the last connection once its delay has passed
+        self.pending_will: Callable[[], None] | None = None
+        self._stored = False
         self.max_inflight = max_inflight
         self.subscriptions: dict[str, int] = {}
         self.inflight: dict[int, Inflight] = {}
@@ -324,14 +332,23 @@ class Session:
             self.connection = None
 
     def destroy(self) -> None:
-        """Drop the session and its queue (clean session end or clean-start takeover)."""
+        """Drop the session and its queue (clean session end, clean-start takeover or
+        expiry)."""
         self.connection = None
         self.inflight.clear()
+        self.pending_will = None
         queue = self.queue
         if queue is not None and self.vhost.queues.get(queue.name) is queue:
             self.vhost.delete_queue(queue.name)
-        if self.durable:
+        if self._stored:
+            self._stored = False
             self._persist(None)
+
+    def set_expiry(self, interval: int | None) -> None:
+        """The expiry interval a new CONNECT or a DISCONNECT gave (MQTT 5 3.1.2.11)."""
+        self.expiry_interval = interval
+        self.durable = interval != 0
+        self.save()
 
     def record(self) -> bytes:
         return msgpack.packb(
@@ -339,6 +356,8 @@ class Session:
                 "subscriptions": self.subscriptions,
                 "options": {f: o.record() for f, o in self.options.items()},
                 "incoming_qos2": sorted(self.incoming_qos2),
+                "expiry_interval": self.expiry_interval,
+                "ends_at": self.ends_at,
             }
         )
 
@@ -347,11 +366,15 @@ class Session:
         self.subscriptions = dict(data.get("subscriptions", {}))
         self.options = {f: Options(*o) for f, o in data.get("options", {}).items()}
         self.incoming_qos2 = set(data.get("incoming_qos2", ()))
+        self.expiry_interval = data.get("expiry_interval")
+        self.ends_at = data.get("ends_at")
+        self._stored = True
         self._update_fast_path()
 
     def save(self) -> None:
         """Persist this session's record, if it is a persistent session."""
         if self.durable:
+            self._stored = True
             self._persist(self.record())
 
 

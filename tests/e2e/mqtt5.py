@@ -80,8 +80,6 @@ FEATURES = frozenset(
 # Features of MQTT 5 our broker has so far.
 OURS_MQTT5: frozenset[str] = FEATURES - {
     "connect",
-    "session-expiry",
-    "will-delay",
     "shared-subscriptions",
 }
 

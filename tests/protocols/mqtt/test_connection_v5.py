@@ -198,3 +198,58 @@ def test_retain_handling(front: MQTTFrontEnd) -> None:
     assert len(subscribe_with(new_only, "r/#", qos=0, retain_handling=1)) == 1
     assert subscribe_with(new_only, "r/#", qos=0, retain_handling=1) == []
     assert subscribe_with(never, "r/#", qos=0, retain_handling=2) == []
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_session_ends_when_its_expiry_interval_has_passed(front: MQTTFrontEnd) -> None:
+    front.clock = clock = Clock()
+    client = Client5(front)
+    client.connect5("c", session_expiry_interval=10)
+    client.subscribe(("t", 1))
+    client.send(codec.Disconnect())
+    client.conn.connection_lost()
+    clock.now += 9
+    assert front.expire() == 1010.0
+    assert "c" in front.sessions
+    clock.now += 1
+    assert front.expire() is None
+    assert "c" not in front.sessions and "mqtt.session.c" not in front.vhost.queues
+
+
+def test_a_delayed_will_waits_and_a_resumed_session_cancels_it(front: MQTTFrontEnd) -> None:
+    front.clock = clock = Clock()
+    watcher = Client5(front)
+    watcher.connect5("w")
+    watcher.subscribe(("will/#", 0))
+    will = codec.Will("will/c", b"gone", 0, False, {"will_delay_interval": 5})
+    for resume in (False, True):
+        client = Client5(front)
+        client.send(
+            codec.Connect(
+                "MQTT", 5, False, 60, "c", will=will, properties={"session_expiry_interval": 60}
+            )
+        )
+        client.conn.connection_lost()
+        clock.now += 4
+        front.expire()
+        assert watcher.received() == []
+        if resume:
+            Client5(front).send(codec.Connect("MQTT", 5, False, 60, "c"))
+        clock.now += 1
+        front.expire()
+        payloads = [p.payload for p in watcher.received()]
+        assert payloads == ([] if resume else [b"gone"])
+
+
+def test_disconnect_may_not_set_an_expiry_the_connect_did_not(front: MQTTFrontEnd) -> None:
+    client = Client5(front)
+    client.connect5("c")
+    [disconnect] = client.send(codec.Disconnect(0, {"session_expiry_interval": 30}))
+    assert disconnect.reason_code == 0x82
