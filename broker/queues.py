@@ -268,12 +268,16 @@ class Queue:
         if consumer in self.consumers:
             self.consumers.remove(consumer)
         if requeue:
-            self.requeue([s for s, e in self.unacked.items() if e.consumer is consumer])
+            self.return_unacked(consumer)
         self.last_used = time.monotonic()
         if not self.consumers:
             self.vhost.flow.forget(self)
             if self.auto_delete and self._ever_consumed:
                 self.vhost.delete_queue(self.name)
+
+    def return_unacked(self, consumer: Consumer) -> int:
+        """Requeue every delivery ``consumer`` has not acked (it stays a consumer)."""
+        return self.requeue([s for s, e in self.unacked.items() if e.consumer is consumer])
 
     def dispatch(self) -> None:
         """Deliver ready messages while some consumer has room."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from broker import auth
 from broker.errors import BrokerError
 from broker.log import event
-from protocols.mqtt import codec
+from protocols.mqtt import codec, shared
 from protocols.mqtt.aliases import OutboundAliases
 from protocols.mqtt.codec import MQTTError
 from protocols.mqtt.limits import OUTPUT_BACKLOG
@@ -264,6 +264,8 @@ class MQTTConnection:
         session.attach(self)
         session.filtered = {
             f for f in session.subscriptions if self._subscription_verdict(f) == "filter"
+        } | {
+            f for f in session.shared if self._subscription_verdict(shared.split(f)[1]) == "filter"
         }
         self.session = session
         self.connected = True
@@ -286,7 +288,6 @@ class MQTTConnection:
         props: dict = {
             "topic_alias_maximum": self.front.settings.topic_alias_maximum,
             "receive_maximum": self.front.settings.max_inflight,
-            "shared_subscription_available": 0,
         }
         if self.front.settings.max_packet_size < MAX_PACKET:
             props["maximum_packet_size"] = self.front.settings.max_packet_size
@@ -476,12 +477,20 @@ class MQTTConnection:
         granted: list[tuple[str, int]] = []
         subscription_id = packet.properties.get("subscription_identifier", (0,))[0]
         for topic_filter, options in packet.topics:
-            verdict = self._subscription_verdict(topic_filter)
+            group = None
+            if shared.is_shared(topic_filter):
+                group = shared.split(topic_filter)
+                if group is None:
+                    codes.append(FILTER_INVALID if self.level == 5 else SUBACK_FAILURE)
+                    continue
+                if options.no_local:  # MQTT 5 3.8.3.1
+                    raise MQTTError("no local on a shared subscription", codec.PROTOCOL_ERROR)
+            verdict = self._subscription_verdict(group[1] if group else topic_filter)
             if verdict == "deny":
                 codes.append(self._suback_failure(topic_filter))
                 continue
             qos = min(options.qos, 2)
-            existed = topic_filter in session.subscriptions
+            existed = topic_filter in session.subscriptions or topic_filter in session.shared
             session.subscribe(
                 topic_filter,
                 qos,
@@ -493,7 +502,7 @@ class MQTTConnection:
             codes.append(qos)
             # MQTT 5 retain handling: 0 always send retained, 1 only to a new subscription
             handling = options.retain_handling
-            if handling == 0 or (handling == 1 and not existed):
+            if group is None and (handling == 0 or (handling == 1 and not existed)):
                 granted.append((topic_filter, qos))
         self.write(codec.encode(codec.Suback(packet.packet_id, codes), self.level))
         ids = [subscription_id] if subscription_id else None
@@ -508,7 +517,12 @@ class MQTTConnection:
         """A publisher that consumes nothing: delaying its reads a little costs it no
         round trip (see the adapter's read coalescing)."""
         session = self.session
-        return self.publisher and session is not None and not session.subscriptions
+        return (
+            self.publisher
+            and session is not None
+            and not session.subscriptions
+            and not session.shared
+        )
 
     def _suback_failure(self, topic_filter: str) -> int:
         if self.level < 5:

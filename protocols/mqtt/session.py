@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import msgpack
 
 from broker.topics import TOPIC_EXCHANGE, filter_matches, filter_to_pattern
+from protocols.mqtt import shared
 from protocols.mqtt.limits import OUTPUT_HIGH_WATER
 from protocols.mqtt.mapping import V3_LIVE, encode_qos0, message_qos, message_topic
 
@@ -33,16 +34,18 @@ AWAIT_ACK, AWAIT_COMP = 0, 1
 class Inflight:
     """An outgoing QoS 1/2 message awaiting PUBACK/PUBREC (or, for QoS 2, PUBCOMP)."""
 
-    __slots__ = ("seq", "message", "qos", "retain", "state", "subscription_ids")
+    __slots__ = ("queue", "seq", "message", "qos", "retain", "state", "subscription_ids")
 
     def __init__(
         self,
+        queue: Queue | None,
         seq: int | None,
         message: Message,
         qos: int,
         retain: bool,
         subscription_ids: list[int] | None,
     ) -> None:
+        self.queue = queue  # to ack once the client has; None for a retained message
         self.seq = seq
         self.message = message
         self.qos = qos
@@ -95,6 +98,9 @@ class Session:
         self.filtered: set[str] = set()
         #: MQTT 5 options of the subscriptions that have any
         self.options: dict[str, Options] = {}
+        #: shared subscriptions: ``$share/...`` filter -> QoS, and their group queues
+        self.shared: dict[str, int] = {}
+        self._shared_queues: dict[str, Queue] = {}
         self.connection: MQTTConnection | None = None
         self._next_id = 1
         self._only_qos: int | None = None
@@ -119,9 +125,12 @@ class Session:
         return queue
 
     def dispatch(self) -> None:
-        """Let the queue deliver whatever the window and the buffer have room for now."""
+        """Let the queues deliver whatever the window and the buffer have room for now."""
         if self.queue is not None:
             self.queue.dispatch()
+        if self._shared_queues:
+            for queue in list(self._shared_queues.values()):
+                queue.dispatch()
 
     # -- Consumer protocol --------------------------------------------------------------
 
@@ -139,7 +148,9 @@ class Session:
         granted = self._only_qos
         retain = False
         ids = None
-        if granted is None:
+        if queue is not self.queue:
+            granted, ids = self._shared_grant(queue)
+        elif granted is None:
             granted, retain, ids = self._granted_qos(message)
             if granted < 0:
                 return False
@@ -166,13 +177,20 @@ class Session:
         data = conn.publish_packet(message, qos, packet_id, retain, False, ids)
         if data is None:
             return False  # too big for the client: dropped as if delivered
-        inflight[packet_id] = Inflight(seq, message, qos, retain, ids)
+        inflight[packet_id] = Inflight(queue, seq, message, qos, retain, ids)
         conn.send_publish(data)
         return True
 
     def queue_deleted(self, queue: Queue) -> None:
+        if queue is not self.queue:
+            for topic_filter, group_queue in list(self._shared_queues.items()):
+                if group_queue is queue:
+                    del self._shared_queues[topic_filter]
+                    self.shared.pop(topic_filter, None)
+                    self.options.pop(topic_filter, None)
+            return
         self.subscriptions.clear()
-        self.options.clear()
+        self.options = {f: o for f, o in self.options.items() if f in self.shared}
         self._only_qos = None
         self.queue = None
 
@@ -189,7 +207,7 @@ class Session:
         if data is None:
             return
         if qos:
-            self.inflight[packet_id] = Inflight(None, message, qos, True, ids)
+            self.inflight[packet_id] = Inflight(None, None, message, qos, True, ids)
         conn.send_publish(data)
 
     def resend_inflight(self, conn: MQTTConnection) -> None:
@@ -243,15 +261,23 @@ class Session:
             best = max(best, qos)
         return best, retain, ids
 
+    def _shared_grant(self, queue: Queue) -> tuple[int, list[int] | None]:
+        """QoS and subscription identifier of the shared subscription ``queue`` serves."""
+        for topic_filter, group_queue in self._shared_queues.items():
+            if group_queue is queue:
+                option = self.options.get(topic_filter)
+                ids = [option.subscription_id] if option and option.subscription_id else None
+                return self.shared[topic_filter], ids
+        return 0, None
+
     # -- acknowledgements from the client -----------------------------------------------
 
     def puback(self, packet_id: int) -> None:
         item = self.inflight.get(packet_id)
         if item is not None and item.qos == 1:
             del self.inflight[packet_id]
-            seq = item.seq
-            if seq is not None and self.queue is not None:
-                self.queue.ack(seq)
+            if item.queue is not None:
+                item.queue.ack(item.seq)
 
     def pubrec(self, packet_id: int) -> bool:
         """QoS 2 step 1; returns whether the packet id is known (PUBREL follows anyway)."""
@@ -271,9 +297,9 @@ class Session:
             self.save()
 
     def _ack_queue(self, item: Inflight) -> None:
-        if item.seq is not None and self.queue is not None:
-            self.queue.ack(item.seq)
-            item.seq = None
+        if item.queue is not None:
+            item.queue.ack(item.seq)
+            item.queue = None
 
     # -- subscriptions ------------------------------------------------------------------
 
@@ -290,18 +316,31 @@ class Session:
             self.options[topic_filter] = Options(no_local, retain_as_published, subscription_id)
         else:
             self.options.pop(topic_filter, None)
+        if filtered:
+            self.filtered.add(topic_filter)
+        else:
+            self.filtered.discard(topic_filter)
+        if shared.is_shared(topic_filter):
+            self.shared[topic_filter] = qos
+            self._join(topic_filter)
+            self.save()
+            return
         if topic_filter not in self.subscriptions:
             self.vhost.bind(
                 self._open_queue(), TOPIC_EXCHANGE, filter_to_pattern(topic_filter), None
             )
         self.subscriptions[topic_filter] = qos
-        if filtered:
-            self.filtered.add(topic_filter)
-        else:
-            self.filtered.discard(topic_filter)
         self._subscriptions_changed()
 
     def unsubscribe(self, topic_filter: str) -> bool:
+        if shared.is_shared(topic_filter):
+            if self.shared.pop(topic_filter, None) is None:
+                return False
+            self.options.pop(topic_filter, None)
+            self.filtered.discard(topic_filter)
+            self._leave(topic_filter)
+            self.save()
+            return True
         if self.subscriptions.pop(topic_filter, None) is None:
             return False
         self.filtered.discard(topic_filter)
@@ -309,6 +348,41 @@ class Session:
         self.vhost.unbind(self.queue, TOPIC_EXCHANGE, filter_to_pattern(topic_filter), None)
         self._subscriptions_changed()
         return True
+
+    def _join(self, topic_filter: str) -> None:
+        """Become a consumer of the group queue of a shared subscription."""
+        if topic_filter in self._shared_queues:
+            return
+        name = shared.queue_name(topic_filter)
+        queue = self.vhost.queues.get(name)
+        if queue is None:
+            queue = self.vhost.declare_queue(
+                name,
+                durable=self.durable,
+                arguments={"x-max-length": self._max_queued} if self._max_queued else None,
+            )
+            _group, inner = shared.split(topic_filter)
+            self.vhost.bind(queue, TOPIC_EXCHANGE, filter_to_pattern(inner), None)
+        self._shared_queues[topic_filter] = queue
+        queue.add_consumer(self)
+
+    def _leave(self, topic_filter: str) -> None:
+        """Stop consuming a group queue: this member's unacknowledged messages go to the
+        others; the last member to leave deletes it."""
+        queue = self._shared_queues.pop(topic_filter, None)
+        if queue is None:
+            return
+        self._drop_inflight(queue)
+        queue.remove_consumer(self)
+        if not queue.consumers and self.vhost.queues.get(queue.name) is queue:
+            self.vhost.delete_queue(queue.name)
+
+    def _drop_inflight(self, queue: Queue) -> None:
+        """Forget the messages from ``queue`` still awaiting the client's ack (the queue
+        gives them to another consumer)."""
+        for packet_id, item in list(self.inflight.items()):
+            if item.queue is queue:
+                del self.inflight[packet_id]
 
     def _subscriptions_changed(self) -> None:
         self._update_fast_path()
@@ -330,13 +404,18 @@ class Session:
         resending, a clean one is destroyed by its owner."""
         if self.connection is conn:
             self.connection = None
+            for queue in self._shared_queues.values():
+                self._drop_inflight(queue)
+                queue.return_unacked(self)
 
     def destroy(self) -> None:
         """Drop the session and its queue (clean session end, clean-start takeover or
         expiry)."""
         self.connection = None
-        self.inflight.clear()
         self.pending_will = None
+        for topic_filter in list(self._shared_queues):
+            self._leave(topic_filter)
+        self.inflight.clear()
         queue = self.queue
         if queue is not None and self.vhost.queues.get(queue.name) is queue:
             self.vhost.delete_queue(queue.name)
@@ -354,6 +433,7 @@ class Session:
         return msgpack.packb(
             {
                 "subscriptions": self.subscriptions,
+                "shared": self.shared,
                 "options": {f: o.record() for f, o in self.options.items()},
                 "incoming_qos2": sorted(self.incoming_qos2),
                 "expiry_interval": self.expiry_interval,
@@ -365,6 +445,9 @@ class Session:
         data = msgpack.unpackb(blob)
         self.subscriptions = dict(data.get("subscriptions", {}))
         self.options = {f: Options(*o) for f, o in data.get("options", {}).items()}
+        self.shared = dict(data.get("shared", {}))
+        for topic_filter in self.shared:
+            self._join(topic_filter)
         self.incoming_qos2 = set(data.get("incoming_qos2", ()))
         self.expiry_interval = data.get("expiry_interval")
         self.ends_at = data.get("ends_at")

@@ -78,10 +78,7 @@ FEATURES = frozenset(
 )
 
 # Features of MQTT 5 our broker has so far.
-OURS_MQTT5: frozenset[str] = FEATURES - {
-    "connect",
-    "shared-subscriptions",
-}
+OURS_MQTT5: frozenset[str] = FEATURES
 
 TIMEOUT = 5.0
 AUTH = 15  # the MQTT 5 packet type

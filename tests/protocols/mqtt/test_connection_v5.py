@@ -37,7 +37,7 @@ def test_connack_tells_capabilities_and_assigns_an_id(front: MQTTFrontEnd) -> No
     props = connack.properties
     assert props["assigned_client_identifier"].startswith("auto-")
     assert "subscription_identifier_available" not in props  # absent: available
-    assert props["shared_subscription_available"] == 0
+    assert "shared_subscription_available" not in props
     assert props["topic_alias_maximum"] > 0
 
 
@@ -252,4 +252,44 @@ def test_disconnect_may_not_set_an_expiry_the_connect_did_not(front: MQTTFrontEn
     client = Client5(front)
     client.connect5("c")
     [disconnect] = client.send(codec.Disconnect(0, {"session_expiry_interval": 30}))
+    assert disconnect.reason_code == 0x82
+
+
+def shared_member(front: MQTTFrontEnd, client_id: str) -> Client5:
+    member = Client5(front)
+    member.connect5(client_id)
+    assert member.subscribe(("$share/g/jobs/#", 1)) == [1]
+    return member
+
+
+def test_shared_subscription_balances_and_hands_on_unacked_work(front: MQTTFrontEnd) -> None:
+    first, second = shared_member(front, "a"), shared_member(front, "b")
+    pub = Client5(front)
+    pub.connect5("p")
+    for i in range(4):
+        pub.send(codec.Publish("jobs/x", b"%d" % i, 1, False, False, i + 1))
+    got_first, got_second = first.received(), second.received()
+    assert sorted(p.payload for p in got_first + got_second) == [b"0", b"1", b"2", b"3"]
+    assert len(got_first) == len(got_second) == 2
+    first.conn.connection_lost()  # leaves with two unacked
+    handed_on = second.received()
+    assert sorted(p.payload for p in handed_on) == sorted(p.payload for p in got_first)
+    assert all(p.qos == 1 for p in handed_on)
+
+
+def test_last_member_leaving_deletes_the_group_queue(front: MQTTFrontEnd) -> None:
+    member = shared_member(front, "a")
+    assert "mqtt.shared.g/jobs/#" in front.vhost.queues
+    [unsuback] = member.send(codec.Unsubscribe(2, ["$share/g/jobs/#"]))
+    assert unsuback.reason_codes == [0]
+    assert "mqtt.shared.g/jobs/#" not in front.vhost.queues
+
+
+def test_malformed_share_names_and_no_local_are_refused(front: MQTTFrontEnd) -> None:
+    client = Client5(front)
+    client.connect5("c")
+    bad = ("$share//t", 0), ("$share/g+/t", 0), ("$share/g", 0), ("$share/g/a/#/b", 0)
+    assert client.subscribe(*bad) == [0x8F] * 4
+    no_local = codec.Subscribe(2, [("$share/g/t", codec.SubscriptionOptions(0, no_local=True))])
+    [disconnect] = client.send(no_local)
     assert disconnect.reason_code == 0x82
