@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 from broker import auth
 from broker.errors import BrokerError
 from broker.log import event
-from protocols.mqtt import codec, shared
+from protocols.mqtt import codec, enhanced_auth, shared
 from protocols.mqtt.aliases import OutboundAliases
 from protocols.mqtt.codec import MQTTError
+from protocols.mqtt.enhanced_auth import AuthFailed, ScramExchange
 from protocols.mqtt.limits import OUTPUT_BACKLOG
 from protocols.mqtt.mapping import encode_qos, encode_qos0, message_from_publish, message_topic
 from protocols.mqtt.mapping5 import encode_publish5, message_from_publish5
@@ -62,6 +63,8 @@ NO_SUBSCRIPTION_EXISTED = 0x11
 SESSION_TAKEN_OVER = 0x8E
 KEEP_ALIVE_TIMEOUT = 0x8D
 DISCONNECT_WITH_WILL = 0x04
+CONTINUE_AUTHENTICATION = 0x18
+REAUTHENTICATE = 0x19
 SUBACK_FAILURE = 0x80
 
 
@@ -102,6 +105,11 @@ class MQTTConnection:
         self.flow = front.broker.flow
         self._decode_error: MQTTError | None = None
         self._connect_expiry = 0
+        #: enhanced authentication: the exchange under way, the CONNECT waiting for it, and
+        #: the method a re-authentication must use
+        self._auth_exchange: ScramExchange | None = None
+        self._auth_connect: codec.Connect | None = None
+        self._auth_method: str | None = None
 
     # -- driving ------------------------------------------------------------------------
 
@@ -161,7 +169,10 @@ class MQTTConnection:
 
     def _control(self, packet: object) -> None:
         if not self.connected:
-            if isinstance(packet, codec.Connect):
+            if self._auth_connect is not None and type(packet) is codec.Auth:
+                self._auth(packet)
+                return
+            if isinstance(packet, codec.Connect) and self._auth_connect is None:
                 self._connect(packet)
                 return
             raise MQTTError("first packet must be CONNECT", codec.PROTOCOL_ERROR)
@@ -200,6 +211,8 @@ class MQTTConnection:
             if packet.reason_code != DISCONNECT_WITH_WILL:
                 self.will = None
             self.closing = True
+        elif kind is codec.Auth and self._auth_method is not None:
+            self._auth(packet)
         elif kind is codec.Connect:
             raise MQTTError("second CONNECT", codec.PROTOCOL_ERROR)
         else:
@@ -212,17 +225,13 @@ class MQTTConnection:
         if level not in (3, 4, 5):
             self._refuse(UNACCEPTABLE_PROTOCOL, "protocol level not supported")
             return
-        props = packet.properties if level == 5 else {}
-        if "authentication_method" in props:
-            self._refuse(BAD_AUTH_METHOD, "enhanced authentication is not supported")
+        if not packet.client_id and not packet.clean_start and level < 5:
+            self._refuse(IDENTIFIER_REJECTED, "empty client id needs clean session")
             return
-        client_id = packet.client_id
-        assigned = None
-        if not client_id:
-            if not packet.clean_start and level < 5:
-                self._refuse(IDENTIFIER_REJECTED, "empty client id needs clean session")
-                return
-            client_id = assigned = "auto-" + uuid.uuid4().hex
+        method = packet.properties.get("authentication_method") if level == 5 else None
+        if method is not None:
+            self._start_enhanced_auth(packet, method)
+            return
         try:
             user = self.broker.users.authenticate(
                 packet.username, packet.password, peer_loopback=self.peer_loopback
@@ -231,6 +240,79 @@ class MQTTConnection:
             code = BAD_CREDENTIALS if exc.reason == "bad_credentials" else NOT_AUTHORIZED
             self._refuse(code, f"authentication failed: {exc.reason}", user=packet.username)
             return
+        self._accept(packet, user)
+
+    def _start_enhanced_auth(self, packet: codec.Connect, method: str) -> None:
+        """MQTT 5 enhanced authentication: SCRAM's first round trip (4.12)."""
+        if method not in enhanced_auth.METHODS:
+            self._refuse(BAD_AUTH_METHOD, f"authentication method {method!r} not supported")
+            return
+        exchange = ScramExchange(method, self.broker.users.scram_lookup(method))
+        try:
+            challenge = exchange.first(packet.properties.get("authentication_data", b""))
+        except AuthFailed as exc:
+            self._refuse(BAD_CREDENTIALS, f"authentication failed: {exc}")
+            return
+        self._auth_exchange = exchange
+        self._auth_connect = packet
+        self._send_auth(CONTINUE_AUTHENTICATION, method, challenge)
+
+    def _auth(self, packet: codec.Auth) -> None:
+        """An AUTH packet: the client's SCRAM proof, or the start of a re-authentication."""
+        exchange = self._auth_exchange
+        method = packet.properties.get("authentication_method")
+        data = packet.properties.get("authentication_data", b"")
+        if packet.reason_code == REAUTHENTICATE and self.connected and exchange is None:
+            if method != self._auth_method:
+                raise MQTTError("re-authentication with another method", codec.PROTOCOL_ERROR)
+            exchange = ScramExchange(method, self.broker.users.scram_lookup(method))
+            try:
+                challenge = exchange.first(data)
+            except AuthFailed as exc:
+                raise MQTTError(f"re-authentication failed: {exc}", BAD_CREDENTIALS[1]) from None
+            self._auth_exchange = exchange
+            self._send_auth(CONTINUE_AUTHENTICATION, method, challenge)
+            return
+        if (
+            exchange is None
+            or packet.reason_code != CONTINUE_AUTHENTICATION
+            or method != exchange.method
+        ):
+            raise MQTTError("unexpected AUTH", codec.PROTOCOL_ERROR)
+        self._auth_exchange = None
+        try:
+            verifier = exchange.final(data)
+            user = self.broker.users.authorize(exchange.username, peer_loopback=self.peer_loopback)
+        except (AuthFailed, auth.AuthError) as exc:
+            if self.connected:
+                raise MQTTError(f"re-authentication failed: {exc}", BAD_CREDENTIALS[1]) from None
+            self._refuse(BAD_CREDENTIALS, f"authentication failed: {exc}", exchange.username)
+            return
+        if self.connected:
+            if user.name != self.username:
+                raise MQTTError("re-authenticated as another user", NOT_AUTHORIZED[1])
+            self._send_auth(0, method, verifier)
+            return
+        connect, self._auth_connect = self._auth_connect, None
+        self._auth_method = method
+        self._accept(
+            connect, user, {"authentication_method": method, "authentication_data": verifier}
+        )
+
+    def _send_auth(self, reason: int, method: str, data: bytes) -> None:
+        props = {"authentication_method": method, "authentication_data": data}
+        self.write(codec.encode(codec.Auth(reason, props), 5))
+
+    def _accept(
+        self, packet: codec.Connect, user: auth.User, auth_props: dict | None = None
+    ) -> None:
+        """The client has proven who it is: check its rights, open its session, CONNACK."""
+        level = self.level
+        props = packet.properties if level == 5 else {}
+        client_id = packet.client_id
+        assigned = None
+        if not client_id:
+            client_id = assigned = "auto-" + uuid.uuid4().hex
         vhost = self.front.vhost.name
         if not auth.has_vhost_access(user, vhost):
             self._refuse(NOT_AUTHORIZED, "no access to vhost", user=user.name)
@@ -276,6 +358,8 @@ class MQTTConnection:
                 capabilities["server_keep_alive"] = self.keepalive
             if props.get("request_response_information"):
                 capabilities["response_information"] = f"responses/{client_id}"
+            if auth_props:
+                capabilities.update(auth_props)
             self.write(codec.encode(codec.Connack(present, 0, capabilities), 5))
         else:
             self.write(bytes((0x20, 2, 1 if present else 0, 0)))

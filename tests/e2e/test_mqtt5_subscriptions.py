@@ -11,7 +11,7 @@ import pytest
 
 from .brokers import BrokerProcess, skip_on_mosquitto
 from .clients import Clients
-from .mqtt5 import TIMEOUT, ack5, flush5, paho5, raw5, sub_options
+from .mqtt5 import TIMEOUT, ack5, flush5, paho5, paho5_unconnected, raw5, sub_options
 from .rawmqtt import PUBACK
 
 
@@ -198,6 +198,25 @@ def test_shared_subscription_with_aiomqtt(broker: BrokerProcess) -> None:
             assert sorted(got) == sorted(f"j{i}".encode() for i in range(10))
 
     asyncio.run(main())
+
+
+@pytest.mark.mqtt5("shared-subscriptions")
+@skip_on_mosquitto("persists only at autosave intervals and shutdown, so SIGKILL loses data")
+def test_shared_subscription_of_a_persistent_session_survives_sigkill(
+    broker: BrokerProcess, clients: Clients
+) -> None:
+    member = paho5(clients, broker, "durable-worker", SessionExpiryInterval=300)
+    assert member.subscribe(SHARED, 1) == [1]
+    member.disconnect()
+    pub = paho5(clients, broker, "pub")
+    sent = [f"job{i}".encode() for i in range(3)]
+    for payload in sent:
+        pub.publish("v5/jobs", payload, qos=1)  # acknowledged: stored for the group
+    broker.kill()
+    broker.start()
+    member = paho5_unconnected(clients, broker, "durable-worker")
+    assert member.connect(clean_start=False, SessionExpiryInterval=300).session_present
+    assert sorted(member.get().payload for _ in sent) == sent
 
 
 def aio5(broker: BrokerProcess, identifier: str) -> aiomqtt.Client:

@@ -3,6 +3,8 @@ into the core, topic aliases from the client, reason codes."""
 
 from __future__ import annotations
 
+import scramp
+
 from broker.queues import Queue
 from protocols.mqtt import codec
 from protocols.mqtt.frontend import MQTTFrontEnd
@@ -292,4 +294,59 @@ def test_malformed_share_names_and_no_local_are_refused(front: MQTTFrontEnd) -> 
     assert client.subscribe(*bad) == [0x8F] * 4
     no_local = codec.Subscribe(2, [("$share/g/t", codec.SubscriptionOptions(0, no_local=True))])
     [disconnect] = client.send(no_local)
+    assert disconnect.reason_code == 0x82
+
+
+def scram_connect(client: Client5, user: str, password: str) -> tuple[object, scramp.ScramClient]:
+    """CONNECT with SCRAM-SHA-256 and answer the challenge; returns the broker's last
+    packet (CONNACK) and the SCRAM client."""
+    scram = scramp.ScramClient(["SCRAM-SHA-256"], user, password)
+    method = {"authentication_method": "SCRAM-SHA-256"}
+    first = {**method, "authentication_data": scram.get_client_first().encode()}
+    [challenge] = client.send(codec.Connect("MQTT", 5, True, 60, "scram", properties=first))
+    assert (type(challenge), challenge.reason_code) == (codec.Auth, 0x18)
+    scram.set_server_first(challenge.properties["authentication_data"].decode())
+    final = {**method, "authentication_data": scram.get_client_final().encode()}
+    [reply] = client.send(codec.Auth(0x18, final))
+    return reply, scram
+
+
+def test_enhanced_authentication_with_scram_sha_256(front: MQTTFrontEnd) -> None:
+    client = Client5(front)
+    connack, scram = scram_connect(client, "reader", "pw")
+    assert connack.reason_code == 0
+    assert connack.properties["authentication_method"] == "SCRAM-SHA-256"
+    scram.set_server_final(connack.properties["authentication_data"].decode())  # verifies us
+    assert client.conn.username == "reader"
+
+
+def test_enhanced_authentication_refuses_a_wrong_password_or_unknown_user(
+    front: MQTTFrontEnd,
+) -> None:
+    for user, password in [("reader", "wrong"), ("nobody", "pw")]:
+        client = Client5(front)
+        connack, _scram = scram_connect(client, user, password)
+        assert (type(connack), connack.reason_code) == (codec.Connack, 0x86)
+        assert client.conn.closing
+
+
+def test_reauthentication_as_the_same_user_only(front: MQTTFrontEnd) -> None:
+    client = Client5(front)
+    assert scram_connect(client, "reader", "pw")[0].reason_code == 0
+    for user, expected in [("reader", codec.Auth), ("writer", codec.Disconnect)]:
+        scram = scramp.ScramClient(["SCRAM-SHA-256"], user, "pw")
+        method = {"authentication_method": "SCRAM-SHA-256"}
+        first = {**method, "authentication_data": scram.get_client_first().encode()}
+        [challenge] = client.send(codec.Auth(0x19, first))
+        scram.set_server_first(challenge.properties["authentication_data"].decode())
+        final = {**method, "authentication_data": scram.get_client_final().encode()}
+        [reply] = client.send(codec.Auth(0x18, final))
+        assert type(reply) is expected
+    assert reply.reason_code == 0x87
+
+
+def test_auth_without_enhanced_authentication_is_a_protocol_error(front: MQTTFrontEnd) -> None:
+    client = Client5(front)
+    client.connect5("plain")
+    [disconnect] = client.send(codec.Auth(0x19, {"authentication_method": "SCRAM-SHA-256"}))
     assert disconnect.reason_code == 0x82
