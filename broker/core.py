@@ -8,7 +8,7 @@ runtime creates it, recovers it from the store, and runs its housekeeping.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
 import trio
@@ -39,12 +39,31 @@ class Broker:
         self.sessions: dict[str, bytes] = {}
         self.stats = Stats()
         self.started = time.time()
+        #: connections one user may hold across all protocols (0 = unlimited)
+        self.max_connections_per_user = 0
+        self._user_connections: Counter[str] = Counter()
 
     def vhost(self, name: str = DEFAULT_VHOST) -> VHost:
         vhost = self.vhosts.get(name)
         if vhost is None:
             raise NotFound(f"no vhost '{name}'")
         return vhost
+
+    def claim_connection(self, user: str) -> bool:
+        """Count a new authenticated connection of ``user``; False (and not counted) when
+        the user already holds ``max_connections_per_user``."""
+        limit = self.max_connections_per_user
+        if limit and self._user_connections[user] >= limit:
+            return False
+        self._user_connections[user] += 1
+        return True
+
+    def release_connection(self, user: str) -> None:
+        count = self._user_connections[user] - 1
+        if count > 0:
+            self._user_connections[user] = count
+        else:
+            del self._user_connections[user]
 
     def save_session(self, key: str, blob: bytes | None) -> None:
         """Keep (or with None drop) a front end's durable session state."""

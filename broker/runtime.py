@@ -25,8 +25,12 @@ from broker.ticker import Ticker
 from protocols.mqtt.frontend import MQTTFrontEnd
 from protocols.mqtt.server import housekeeping as mqtt_housekeeping
 from protocols.mqtt.server import serve as serve_mqtt
+from protocols.mqtt.server import shut_down as shut_down_mqtt
 
 log = logging.getLogger("broker")
+
+#: How long connections get to close on their own at shutdown.
+SHUTDOWN_GRACE = 2.0
 
 Handler = Callable[[trio.abc.Stream, str, bool], Awaitable[None]]
 
@@ -62,6 +66,7 @@ class Server:
             guest_loopback_only=config.auth.guest_loopback_only,
         )
         self.broker = Broker(self.store, self.users, TopicACL(config.acl))
+        self.broker.max_connections_per_user = config.limits.max_connections_per_user
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until SIGINT/SIGTERM (or cancellation), then shut down in order: stop
@@ -87,6 +92,7 @@ class Server:
                     task_status.started(self)
                     await _wait_for_signal()
                     event(log, logging.INFO, "shutting down")
+                    await shut_down_mqtt(mqtt, SHUTDOWN_GRACE)
                     listeners.cancel_scope.cancel()
                 await self.store.sync()
                 core.cancel_scope.cancel()

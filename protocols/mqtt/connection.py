@@ -41,6 +41,7 @@ IDENTIFIER_REJECTED = (0x02, 0x85)
 BAD_CREDENTIALS = (0x04, 0x86)
 NOT_AUTHORIZED = (0x05, 0x87)
 BAD_AUTH_METHOD = (0x05, 0x8C)
+QUOTA_EXCEEDED = (0x03, 0x97)  # 3.1.1: server unavailable
 
 #: CONNECT errors the decoder finds that MQTT 3.1.1 answers with a CONNACK code.
 CONNACK_FOR_ERROR = {
@@ -105,6 +106,7 @@ class MQTTConnection:
         self.flow = front.broker.flow
         self._decode_error: MQTTError | None = None
         self._connect_expiry = 0
+        self._claimed = False  # counted in the user's connections
         #: enhanced authentication: the exchange under way, the CONNECT waiting for it, and
         #: the method a re-authentication must use
         self._auth_exchange: ScramExchange | None = None
@@ -317,6 +319,9 @@ class MQTTConnection:
         if not auth.has_vhost_access(user, vhost):
             self._refuse(NOT_AUTHORIZED, "no access to vhost", user=user.name)
             return
+        if not self._claim_connection(client_id, user.name):
+            self._refuse(QUOTA_EXCEEDED, "too many connections for the user", user=user.name)
+            return
         self.username = user.name
         self.client_id = client_id
         # RabbitMQ's model: publishing writes to amq.topic, subscribing reads from it
@@ -378,6 +383,18 @@ class MQTTConnection:
         if assigned is not None:
             props["assigned_client_identifier"] = assigned
         return props
+
+    def _claim_connection(self, client_id: str, user: str) -> bool:
+        """Count this connection against the user's limit; one that takes over a connection
+        of the same user inherits its place."""
+        existing = self.front.sessions.get(client_id)
+        old = existing.connection if existing is not None else None
+        if old is not None and old.username == user and old._claimed:
+            old._claimed = False
+        elif not self.broker.claim_connection(user):
+            return False
+        self._claimed = True
+        return True
 
     def _takeover(self, client_id: str) -> None:
         """MQTT 3.1.1 3.1.4: a second connection with the same client id replaces the
@@ -742,6 +759,9 @@ class MQTTConnection:
         said DISCONNECT, and detach from the session.  Safe to call more than once."""
         self.closing = True
         self.flow.forget(self)
+        if self._claimed:
+            self._claimed = False
+            self.broker.release_connection(self.username)
         if not self.connected:
             return
         self.connected = False

@@ -20,10 +20,12 @@ from protocols.mqtt.session import Session
 if TYPE_CHECKING:
     from broker.config import MqttConfig
     from broker.core import Broker
+    from protocols.mqtt.connection import MQTTConnection
 
 log = logging.getLogger("broker.mqtt")
 
 SESSION_PREFIX = "mqtt:"
+SERVER_SHUTTING_DOWN = 0x8B
 
 
 class MQTTFrontEnd:
@@ -37,6 +39,9 @@ class MQTTFrontEnd:
         #: monotonic seconds; the clock of session expiry and will delay
         self.clock: Callable[[], float] = time.monotonic
         self.deadlines = Deadlines()
+        #: every live connection, and what to call when the last one has gone
+        self.connections: set[MQTTConnection] = set()
+        self.on_idle: Callable[[], None] | None = None
         self._restore()
 
     def open_session(self, client_id: str, clean: bool, expiry: int | None) -> tuple[Session, bool]:
@@ -107,6 +112,18 @@ class MQTTFrontEnd:
             except Exception:
                 log.exception("mqtt deadline failed")
         return self.deadlines.next_at()
+
+    def shut_down(self) -> None:
+        """The broker is stopping: tell every MQTT 5 client so (DISCONNECT 0x8B) and end
+        every connection's reading."""
+        for conn in list(self.connections):
+            conn.disconnect(SERVER_SHUTTING_DOWN)
+            conn.on_kick()
+
+    def connection_closed(self, conn: MQTTConnection) -> None:
+        self.connections.discard(conn)
+        if not self.connections and self.on_idle is not None:
+            self.on_idle()
 
     def _new_session(
         self, client_id: str, expiry: int | None, blob: bytes | None = None

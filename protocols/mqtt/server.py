@@ -259,6 +259,7 @@ async def serve(
     """Run one MQTT connection until it ends; never raises for the peer's faults.  With a
     ticker, a steady publisher's reads are coalesced on its ticks."""
     conn = MQTTConnection(front, peer=peer, peer_loopback=peer_loopback)
+    front.connections.add(conn)
     try:
         async with trio.open_nursery() as nursery:
             output = _Output(front, stream, conn, nursery)
@@ -278,6 +279,7 @@ async def serve(
         conn.connection_lost()
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await stream.aclose()
+        front.connection_closed(conn)
         event(log, logging.DEBUG, "mqtt connection closed", peer=peer, client_id=conn.client_id)
 
 
@@ -289,3 +291,14 @@ async def housekeeping(front: MQTTFrontEnd) -> None:
         if next_at is not None:
             delay = min(delay, max(0.0, next_at - front.clock()))
         await trio.sleep(delay)
+
+
+async def shut_down(front: MQTTFrontEnd, timeout: float) -> None:
+    """Close every MQTT connection (MQTT 5 clients get DISCONNECT 0x8B) and wait, up to
+    ``timeout``, for them to finish."""
+    idle = trio.Event()
+    front.on_idle = idle.set
+    front.shut_down()
+    if front.connections:
+        with trio.move_on_after(timeout):
+            await idle.wait()

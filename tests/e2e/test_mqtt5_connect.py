@@ -8,7 +8,7 @@ import uuid
 import pytest
 import scramp
 
-from .brokers import ALICE, ON_MOSQUITTO, BrokerProcess, skip_on_mosquitto
+from .brokers import ALICE, ON_MOSQUITTO, BrokerFactory, BrokerProcess, skip_on_mosquitto
 from .clients import Clients
 from .mqtt5 import (
     AUTH,
@@ -16,6 +16,7 @@ from .mqtt5 import (
     CONTINUE_AUTHENTICATION,
     KEEP_ALIVE_TIMEOUT,
     PACKET_TOO_LARGE,
+    SERVER_SHUTTING_DOWN,
     SESSION_TAKEN_OVER,
     SHARED_SUBSCRIPTIONS_NOT_SUPPORTED,
     SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
@@ -23,6 +24,7 @@ from .mqtt5 import (
     RawClient5,
     auth5,
     connect5,
+    disconnect5,
     paho5,
     parse_connack5,
     parse_reason,
@@ -229,3 +231,28 @@ def test_packet_too_large_gets_disconnect_0x95(broker: BrokerProcess, clients: C
     client.send_until_closed(publish5("big", b"x" * (DEFAULT_MAX_PACKET + 100)))
     assert client.expect_disconnect().reason == PACKET_TOO_LARGE
     round_trip5(bystander)
+
+
+@pytest.mark.mqtt5("server-disconnect")
+@skip_on_mosquitto("2.0.11 closes connections at shutdown without DISCONNECT")
+def test_server_shutting_down_gets_disconnect_0x8b(broker: BrokerProcess, clients: Clients) -> None:
+    client = raw5(clients, broker)
+    assert client.connect5("bystander").reason == 0
+    assert broker.terminate() == 0
+    assert client.expect_disconnect().reason == SERVER_SHUTTING_DOWN
+
+
+@pytest.mark.mqtt5("server-disconnect")
+@skip_on_mosquitto("2.0.11 has no per-user connection limit")
+def test_connection_quota_exceeded_gets_connack_0x97(
+    broker_factory: BrokerFactory, clients: Clients
+) -> None:
+    broker = broker_factory({"limits": {"max_connections_per_user": 1}})
+    first = raw5(clients, broker)
+    assert first.connect5("first", username=ALICE[0], password=ALICE[1]).reason == 0
+    second = raw5(clients, broker)
+    assert second.connect5("second", username=ALICE[0], password=ALICE[1]).reason == 0x97
+    first.send(disconnect5(0))
+    first.wait_closed()  # the broker closed it: its place is free
+    third = raw5(clients, broker)
+    assert third.connect5("first", username=ALICE[0], password=ALICE[1]).reason == 0

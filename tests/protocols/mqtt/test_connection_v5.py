@@ -350,3 +350,20 @@ def test_auth_without_enhanced_authentication_is_a_protocol_error(front: MQTTFro
     client.connect5("plain")
     [disconnect] = client.send(codec.Auth(0x19, {"authentication_method": "SCRAM-SHA-256"}))
     assert disconnect.reason_code == 0x82
+
+
+def test_connections_per_user_limit(front: MQTTFrontEnd) -> None:
+    front.broker.max_connections_per_user = 1
+
+    def connect(client_id: str) -> tuple[Client5, int]:
+        client = Client5(front)
+        [connack] = client.send(codec.Connect("MQTT", 5, True, 60, client_id, "reader", b"pw"))
+        return client, connack.reason_code
+
+    first, code = connect("one")
+    assert code == 0
+    assert connect("two")[1] == 0x97  # Quota exceeded
+    second, code = connect("one")  # a takeover inherits the place
+    assert code == 0 and first.conn.closing
+    second.conn.connection_lost()
+    assert connect("three")[1] == 0
