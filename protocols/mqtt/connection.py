@@ -26,6 +26,29 @@ from protocols.mqtt.limits import OUTPUT_BACKLOG
 from protocols.mqtt.mapping import encode_qos, encode_qos0, message_from_publish, message_topic
 from protocols.mqtt.mapping5 import encode_publish5, message_from_publish5
 from protocols.mqtt.properties import TOPIC_ALIAS_INVALID
+from protocols.mqtt.reasons import (
+    BAD_AUTH_METHOD,
+    BAD_CREDENTIALS,
+    CONNACK_FOR_ERROR,
+    CONTINUE_AUTHENTICATION,
+    DISCONNECT_WITH_WILL,
+    FILTER_INVALID,
+    IDENTIFIER_REJECTED,
+    KEEP_ALIVE_TIMEOUT,
+    NO_MATCHING_SUBSCRIBERS,
+    NO_SUBSCRIPTION_EXISTED,
+    NOT_AUTHORIZED,
+    NOT_AUTHORIZED_5,
+    PACKET_ID_NOT_FOUND,
+    PAYLOAD_FORMAT_INVALID,
+    QUOTA_EXCEEDED,
+    REAUTHENTICATE,
+    RECEIVE_MAXIMUM_EXCEEDED,
+    SESSION_TAKEN_OVER,
+    SUBACK_FAILURE,
+    TEXT,
+    UNACCEPTABLE_PROTOCOL,
+)
 
 if TYPE_CHECKING:
     from broker.message import Message
@@ -35,38 +58,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("broker.mqtt")
 
 
-# CONNACK return codes of MQTT 3.1.1 (and their MQTT 5 reason codes).
-UNACCEPTABLE_PROTOCOL = (0x01, 0x84)
-IDENTIFIER_REJECTED = (0x02, 0x85)
-BAD_CREDENTIALS = (0x04, 0x86)
-NOT_AUTHORIZED = (0x05, 0x87)
-BAD_AUTH_METHOD = (0x05, 0x8C)
-QUOTA_EXCEEDED = (0x03, 0x97)  # 3.1.1: server unavailable
-
-#: CONNECT errors the decoder finds that MQTT 3.1.1 answers with a CONNACK code.
-CONNACK_FOR_ERROR = {
-    codec.UNSUPPORTED_PROTOCOL_VERSION: UNACCEPTABLE_PROTOCOL[0],
-    codec.CLIENT_ID_NOT_VALID: IDENTIFIER_REJECTED[0],
-}
-
 PINGRESP = b"\xd0\x00"
 #: Session Expiry Interval meaning "never" (MQTT 5 3.1.2.11.2).
 NEVER = 0xFFFFFFFF
 #: The largest packet MQTT can express.
 MAX_PACKET = 268_435_455
-NO_MATCHING_SUBSCRIBERS = 0x10
-NOT_AUTHORIZED_5 = 0x87
-PACKET_ID_NOT_FOUND = 0x92
-RECEIVE_MAXIMUM_EXCEEDED = 0x93
-PAYLOAD_FORMAT_INVALID = 0x99
-FILTER_INVALID = 0x8F
-NO_SUBSCRIPTION_EXISTED = 0x11
-SESSION_TAKEN_OVER = 0x8E
-KEEP_ALIVE_TIMEOUT = 0x8D
-DISCONNECT_WITH_WILL = 0x04
-CONTINUE_AUTHENTICATION = 0x18
-REAUTHENTICATE = 0x19
-SUBACK_FAILURE = 0x80
+
+
+#: Reason strings are cut to this many characters (they must not push a packet past the
+#: client's Maximum Packet Size).
+REASON_STRING_MAX = 120
+
+
+def _reason_string(text: str | None) -> dict:
+    return {"reason_string": text[:REASON_STRING_MAX]} if text else {}
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -107,6 +112,7 @@ class MQTTConnection:
         self._decode_error: MQTTError | None = None
         self._connect_expiry = 0
         self._claimed = False  # counted in the user's connections
+        self._problem_information = True
         #: enhanced authentication: the exchange under way, the CONNECT waiting for it, and
         #: the method a re-authentication must use
         self._auth_exchange: ScramExchange | None = None
@@ -188,7 +194,10 @@ class MQTTConnection:
             if known or self.level < 5:
                 self.write(bytes((0x70, 2)) + packet.packet_id.to_bytes(2, "big"))
             else:
-                self.write(codec.encode(codec.Pubcomp(packet.packet_id, PACKET_ID_NOT_FOUND), 5))
+                pubcomp = codec.Pubcomp(
+                    packet.packet_id, PACKET_ID_NOT_FOUND, self._problem(PACKET_ID_NOT_FOUND)
+                )
+                self.write(codec.encode(pubcomp, 5))
         elif kind is codec.Pubrec:
             session.pubrec(packet.packet_id)
             self.write(bytes((0x62, 2)) + packet.packet_id.to_bytes(2, "big"))
@@ -201,7 +210,8 @@ class MQTTConnection:
                 0 if session.unsubscribe(f) or self.level < 5 else NO_SUBSCRIPTION_EXISTED
                 for f in packet.filters
             ]
-            self.write(codec.encode(codec.Unsuback(packet.packet_id, codes), self.level))
+            unsuback = codec.Unsuback(packet.packet_id, codes, self._problem(*codes))
+            self.write(codec.encode(unsuback, self.level))
         elif kind is codec.Pingreq:
             self.write(PINGRESP)
         elif kind is codec.Disconnect:
@@ -311,6 +321,7 @@ class MQTTConnection:
         """The client has proven who it is: check its rights, open its session, CONNACK."""
         level = self.level
         props = packet.properties if level == 5 else {}
+        self._problem_information = props.get("request_problem_information", 1) == 1
         client_id = packet.client_id
         assigned = None
         if not client_id:
@@ -410,7 +421,7 @@ class MQTTConnection:
     def _refuse(self, codes: tuple[int, int], why: str, user: str | None = None) -> None:
         code = codes[1] if self.level == 5 else codes[0]
         if self.level == 5:
-            self.write(codec.encode(codec.Connack(False, code), 5))
+            self.write(codec.encode(codec.Connack(False, code, _reason_string(why)), 5))
         else:
             self.write(bytes((0x20, 2, 0, code)))
         event(log, logging.INFO, "mqtt connect refused", peer=self.peer, reason=why, user=user)
@@ -448,14 +459,18 @@ class MQTTConnection:
                 reason = NO_MATCHING_SUBSCRIBERS
         if qos == 1:
             if reason and level5:
-                self._ack(codec.encode(codec.Puback(packet.packet_id, reason), 5), stored)
+                puback = codec.Puback(packet.packet_id, reason, self._problem(reason))
+                self._ack(codec.encode(puback, 5), stored)
             else:
                 self._ack(codec.encode_puback(packet.packet_id), stored)
         elif qos == 2:
             if reason < 0x80:  # a refused QoS 2 publish ends here: no PUBREL follows
                 session.incoming_qos2.add(packet.packet_id)
                 session.save()
-            pubrec = codec.Pubrec(packet.packet_id, reason if level5 else 0)
+            if level5:
+                pubrec = codec.Pubrec(packet.packet_id, reason, self._problem(reason))
+            else:
+                pubrec = codec.Pubrec(packet.packet_id)
             self._ack(codec.encode(pubrec, self.level), stored or session.durable)
 
     def _publish_refusal(self, packet: codec.Publish, topic: str) -> int:
@@ -605,7 +620,8 @@ class MQTTConnection:
             handling = options.retain_handling
             if group is None and (handling == 0 or (handling == 1 and not existed)):
                 granted.append((topic_filter, qos))
-        self.write(codec.encode(codec.Suback(packet.packet_id, codes), self.level))
+        suback = codec.Suback(packet.packet_id, codes, self._problem(*codes))
+        self.write(codec.encode(suback, self.level))
         ids = [subscription_id] if subscription_id else None
         for topic_filter, qos in granted:
             filtered = topic_filter in session.filtered
@@ -639,6 +655,14 @@ class MQTTConnection:
 
     def may_receive(self, topic: str) -> bool:
         return self.broker.acl.check(self.username, self.client_id, topic, "subscribe")
+
+    def _problem(self, *codes: int) -> dict:
+        """The reason string for an MQTT 5 acknowledgement carrying ``codes``: empty when
+        all succeeded or the client asked for no problem information (3.1.2.11.7)."""
+        if self.level < 5 or not self._problem_information:
+            return {}
+        texts = dict.fromkeys(TEXT.get(code, "") for code in codes if code >= 0x80 or code in TEXT)
+        return _reason_string("; ".join(t for t in texts if t))
 
     # -- output -------------------------------------------------------------------------
 
@@ -734,7 +758,7 @@ class MQTTConnection:
         """A server-initiated DISCONNECT with a reason code (MQTT 5 only; 3.1.1 just
         closes)."""
         if self.level == 5 and self.connected:
-            self.write(codec.encode(codec.Disconnect(reason), 5))
+            self.write(codec.encode(codec.Disconnect(reason, _reason_string(TEXT.get(reason))), 5))
 
     def _protocol_error(self, exc: MQTTError) -> None:
         event(
@@ -747,9 +771,11 @@ class MQTTConnection:
             error=str(exc),
         )
         if self.level == 5 and self.connected:
-            self.write(codec.encode(codec.Disconnect(exc.reason_code), 5))
+            props = _reason_string(str(exc))
+            self.write(codec.encode(codec.Disconnect(exc.reason_code, props), 5))
         elif not self.connected and self.decoder.protocol_level == 5:
-            self.write(codec.encode(codec.Connack(False, exc.reason_code), 5))
+            props = _reason_string(str(exc))
+            self.write(codec.encode(codec.Connack(False, exc.reason_code, props), 5))
         elif not self.connected and exc.reason_code in CONNACK_FOR_ERROR:
             self.write(bytes((0x20, 2, 0, CONNACK_FOR_ERROR[exc.reason_code])))
         self.closing = True

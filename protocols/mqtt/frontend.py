@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from broker.log import event
 from protocols.mqtt.deadlines import Deadlines
+from protocols.mqtt.reasons import SERVER_SHUTTING_DOWN
 from protocols.mqtt.session import Session
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("broker.mqtt")
 
 SESSION_PREFIX = "mqtt:"
-SERVER_SHUTTING_DOWN = 0x8B
 
 
 class MQTTFrontEnd:

@@ -367,3 +367,14 @@ def test_connections_per_user_limit(front: MQTTFrontEnd) -> None:
     assert code == 0 and first.conn.closing
     second.conn.connection_lost()
     assert connect("three")[1] == 0
+
+
+def test_reason_strings_unless_the_client_asks_for_none(front: MQTTFrontEnd) -> None:
+    for problem_information, expected in [(1, "not authorized"), (0, None)]:
+        client = Client5(front)
+        client.connect5("c", request_problem_information=problem_information)
+        [puback] = client.send(codec.Publish("secret/x", b"no", 1, False, False, 5))
+        assert puback.reason_code == 0x87
+        assert puback.properties.get("reason_string") == expected
+    [disconnect] = client.send(codec.Publish("", b"x", 0, False, False, None, {"topic_alias": 9}))
+    assert disconnect.properties["reason_string"]  # DISCONNECT always explains itself
