@@ -23,6 +23,7 @@ from .mqtt5 import (
     Will5,
     ack5,
     connect5,
+    decode_properties,
     paho5,
     parse_ack5,
     parse_connack5,
@@ -186,7 +187,8 @@ def test_suback_refusals(broker: BrokerProcess, clients: Clients) -> None:
     assert client.connect5("refused").reason == 0
     client.send(subscribe5(1, [("private/x", 1), ("v5/ok", 1), ("v5/#/bad", 1)]))
     body = client.expect(SUBACK).body
-    assert list(body[3:]) == [NOT_AUTHORIZED, 1, TOPIC_FILTER_INVALID]
+    _props, pos = decode_properties(body, 2)
+    assert list(body[pos:]) == [NOT_AUTHORIZED, 1, TOPIC_FILTER_INVALID]
 
 
 @pytest.mark.mqtt5("reason-codes")
