@@ -88,11 +88,12 @@ class VHost:
                     result.stored = True
         return result
 
-    def publish_many(self, messages: list[Message]) -> bool:
+    def publish_many(self, messages: list[Message]) -> tuple[int, bool]:
         """Route a run of messages that share exchange, routing key and headers (one
         publisher's stream): the route is computed once and each queue takes the run in
-        order.  Returns whether any went to durable storage (confirm after the store's
-        sync); refusals by full queues are not reported."""
+        order.  Returns how many queues the route has and whether any message went to
+        durable storage (confirm after the store's sync); refusals by full queues are not
+        reported."""
         first = messages[0]
         exchange = self.exchanges.get(first.exchange)
         if exchange is None:
@@ -107,7 +108,7 @@ class VHost:
             for message in messages:
                 if publish(message) == STORED:
                     stored = True
-        return stored
+        return len(queues), stored
 
     def route(self, exchange: Exchange, message: Message) -> list[Queue]:
         """The queues a message reaches, following exchange-to-exchange bindings and

@@ -67,6 +67,10 @@ NO_PROPERTIES: Mapping[str, object] = MappingProxyType({})
 
 #: Distinct topic names a decoder remembers (see _decode_topic).
 TOPIC_CACHE_SIZE = 256
+#: PUBLISH property blocks up to this many bytes are decoded once per connection (up to
+#: PROPERTY_CACHE_SIZE distinct blocks).
+PROPERTY_CACHE_BLOCK = 256
+PROPERTY_CACHE_SIZE = 64
 
 PACKET_TOO_LARGE = 0x95
 UNSUPPORTED_PROTOCOL_VERSION = 0x84
@@ -386,6 +390,27 @@ def _decode_topic(dec: Decoder, raw_topic: bytes) -> str:
     return topic
 
 
+def _publish_properties(dec: Decoder, buf: bytes, pos: int, end: int) -> tuple[Mapping, int]:
+    """An MQTT 5 PUBLISH's properties.  A publisher repeats its property block (the same
+    user properties, the same topic alias), so small blocks are decoded once and the
+    decoded mapping is shared: it must not be modified."""
+    if pos < end and not buf[pos]:  # the usual empty property block
+        return NO_PROPERTIES, pos + 1
+    length, start = read_varint(buf, pos, end)
+    stop = start + length
+    if length > PROPERTY_CACHE_BLOCK or stop > end:
+        return decode_properties(buf, pos, PUBLISH, end)
+    block = buf[start:stop]
+    cache = dec.property_blocks
+    properties = cache.get(block)
+    if properties is None:
+        decoded, stop = decode_properties(buf, pos, PUBLISH, end)
+        if len(cache) >= PROPERTY_CACHE_SIZE:
+            cache.clear()
+        properties = cache[block] = MappingProxyType(decoded)
+    return properties, stop
+
+
 def _decode_publish(dec: Decoder, b0: int, buf: bytes, pos: int, end: int) -> Publish:
     if pos + 2 > end:
         raise _short("PUBLISH")
@@ -412,11 +437,7 @@ def _decode_publish(dec: Decoder, b0: int, buf: bytes, pos: int, end: int) -> Pu
             )
         properties = NO_PROPERTIES
     else:
-        if stop < end and not buf[stop]:  # the usual empty property block
-            properties = {}
-            stop += 1
-        else:
-            properties, stop = decode_properties(buf, stop, PUBLISH, end)
+        properties, stop = _publish_properties(dec, buf, stop, end)
         if not topic and "topic_alias" not in properties:
             raise MQTTError("empty topic without topic alias", PROTOCOL_ERROR)
     return Publish(topic, buf[stop:end], qos, b0 & 1 == 1, b0 & 8 == 8, packet_id, properties)
@@ -576,6 +597,7 @@ class Decoder:
         self._need = 0
         self._error: MQTTError | None = None
         self.topics: dict[bytes, str] = {}
+        self.property_blocks: dict[bytes, Mapping] = {}
 
     def feed(self, data: bytes) -> list[Packet]:
         """Return every packet completed by data; keep any partial packet for later."""
@@ -607,6 +629,7 @@ class Decoder:
         errors = _HEADER_ERRORS_V5 if self.protocol_level == 5 else _HEADER_ERRORS_V4
         v3 = self.protocol_level != 5
         topics = self.topics
+        blocks = self.property_blocks
         while pos < n:
             b0 = buf[pos]
             if errors[b0] is not None:
@@ -648,6 +671,31 @@ class Decoder:
                     append(Publish(topic, payload, 1, False, False, packet_id, NO_PROPERTIES, raw))
                     pos = end
                     continue
+            elif b0 == 0x30 or b0 == 0x32:
+                # MQTT 5 QoS 0/1 PUBLISH without flags, inline when its topic (or an empty
+                # one, for an alias) and its property block are ones already decoded
+                stop = start + 2 + (buf[start] << 8 | buf[start + 1]) if end > start + 1 else end
+                raw_topic = buf[start + 2 : stop]
+                topic = None if stop > end else topics.get(raw_topic) if raw_topic else ""
+                packet_id = None
+                if b0 == 0x32 and topic is not None:
+                    packet_id = buf[stop] << 8 | buf[stop + 1] if stop + 2 <= end else 0
+                    stop += 2
+                if topic is not None and packet_id != 0 and stop < end and buf[stop] < 0x80:
+                    props_end = stop + 1 + buf[stop]
+                    properties = (
+                        blocks.get(buf[stop + 1 : props_end]) if buf[stop] else NO_PROPERTIES
+                    )
+                    if (
+                        properties is not None
+                        and props_end <= end
+                        and (topic or "topic_alias" in properties)
+                    ):
+                        qos = b0 >> 1 & 1
+                        payload = buf[props_end:end]
+                        append(Publish(topic, payload, qos, False, False, packet_id, properties))
+                        pos = end
+                        continue
             elif b0 == 0x40 and length == 2:  # PUBACK, the other hot packet
                 packet_id = buf[start] << 8 | buf[start + 1]
                 if packet_id:

@@ -24,7 +24,13 @@ from protocols.mqtt.codec import MQTTError
 from protocols.mqtt.enhanced_auth import AuthFailed, ScramExchange
 from protocols.mqtt.limits import OUTPUT_BACKLOG
 from protocols.mqtt.mapping import encode_qos, encode_qos0, message_from_publish, message_topic
-from protocols.mqtt.mapping5 import encode_publish5, message_from_publish5
+from protocols.mqtt.mapping5 import (
+    build_publish,
+    encode_publish5,
+    message_from_publish5,
+    messages_from_publish5,
+    publish_template,
+)
 from protocols.mqtt.properties import TOPIC_ALIAS_INVALID
 from protocols.mqtt.reasons import (
     BAD_AUTH_METHOD,
@@ -107,6 +113,8 @@ class MQTTConnection:
         self.max_packet_out = MAX_PACKET
         self.topic_aliases: dict[int, str] = {}
         self.aliases_out: OutboundAliases | None = None
+        #: MQTT 5: the encoding of the last stream of messages sent (see publish_packet)
+        self._stream: tuple | None = None
         self._backlogged = False
         self.flow = front.broker.flow
         self._decode_error: MQTTError | None = None
@@ -156,7 +164,7 @@ class MQTTConnection:
                 packet = packets[index]
                 kind = type(packet)
                 if kind is codec.Publish:
-                    if packet.qos < 2 and not packet.retain and self.connected and self.level < 5:
+                    if packet.qos < 2 and not packet.retain and self.connected:
                         index = self._publish_run(packets, index, stop)
                         continue
                     self._publish(packet)
@@ -504,42 +512,63 @@ class MQTTConnection:
         return topic
 
     def _publish_run(self, packets: list, index: int, stop: int) -> int:
-        """Publishes from ``index`` on that share topic and QoS (0 or 1) and do not retain:
-        a telemetry stream sends long runs of them, so the run is checked and routed once
-        and its PUBACKs go out together.  Returns the index after the run."""
+        """Publishes from ``index`` on that share topic, properties and QoS (0 or 1) and do
+        not retain: a telemetry stream sends long runs of them, so the run is checked and
+        routed once and its PUBACKs go out together.  Returns the index after the run."""
         first = packets[index]
-        topic, qos = first.topic, first.qos
+        topic, qos, properties = first.topic, first.qos, first.properties
         end = index + 1
         while end < stop:
             packet = packets[end]
             if type(packet) is not codec.Publish or packet.topic != topic:
                 break
-            if packet.qos != qos or packet.retain:
+            if packet.qos != qos or packet.retain or packet.properties is not properties:
                 break
             end += 1
+        level5 = self.level == 5
+        if level5 and (end == index + 1 or properties.get("payload_format_indicator") == 1):
+            self._publish(first)  # each payload needs its own check
+            return index + 1
         count = end - index
         stats = self.broker.stats
         stats.publish_received += count
         self.publisher = True
+        if level5:
+            topic = self._alias_topic(first)
+            reason = self._publish_refusal(first, topic)
+        else:
+            reason = 0 if self._allowed("publish", topic) else NOT_AUTHORIZED_5
         stored = False
-        acl = self.broker.acl
-        if not self._can_write or (
-            acl and not acl.check(self.username, self.client_id, topic, "publish")
-        ):
+        if reason:
             stats.publish_dropped += count
         else:
             user = self.username
-            messages = [
-                message_from_publish(topic, packets[i].payload, qos, self, user, packets[i].raw)
-                for i in range(index, end)
-            ]
+            if level5:
+                payloads = [packets[i].payload for i in range(index, end)]
+                messages = messages_from_publish5(topic, payloads, qos, properties, self, user)
+            else:
+                messages = [
+                    message_from_publish(topic, packets[i].payload, qos, self, user, packets[i].raw)
+                    for i in range(index, end)
+                ]
             try:
-                stored = self.front.vhost.publish_many(messages)
+                routed, stored = self.front.vhost.publish_many(messages)
             except BrokerError as exc:
                 event(log, logging.WARNING, "mqtt publish failed", topic=topic, error=exc.message)
+                routed = 0
+            if level5 and not routed:
+                reason = NO_MATCHING_SUBSCRIBERS
         if qos:
-            puback = codec.encode_puback
-            self._ack(b"".join([puback(packets[i].packet_id) for i in range(index, end)]), stored)
+            if reason and level5:
+                problem = self._problem(reason)
+                acks = [
+                    codec.encode(codec.Puback(packets[i].packet_id, reason, problem), 5)
+                    for i in range(index, end)
+                ]
+            else:
+                puback = codec.encode_puback
+                acks = [puback(packets[i].packet_id) for i in range(index, end)]
+            self._ack(b"".join(acks), stored)
         return end
 
     def _route(
@@ -683,6 +712,48 @@ class MQTTConnection:
                 if qos
                 else encode_qos0(message, retain)
             )
+        topic = message.topic or message_topic(message)
+        if subscription_ids or message.expires_at is not None:
+            return self._publish_packet5(message, qos, packet_id, retain, dup, subscription_ids)
+        stream = self._stream
+        if (
+            stream is not None
+            and stream[0] is message.properties
+            and stream[1] is message.extra
+            and stream[2] == topic
+        ):
+            template = stream[3]
+            if qos:
+                data = build_publish(template, message.body, qos, packet_id, retain, dup)
+            else:  # subscribers with the same template share the encoding (a fan-out)
+                cache = message.cache
+                if cache is None:
+                    cache = message.cache = {}
+                key = (template, True) if retain else template
+                data = cache.get(key)
+                if data is None:
+                    data = cache[key] = build_publish(
+                        template, message.body, 0, None, retain, False
+                    )
+            return data if len(data) <= self.max_packet_out else None
+        data = self._publish_packet5(message, qos, packet_id, retain, dup, None)
+        if data is not None:
+            # the next message of the same stream reuses the encoding of this topic as it
+            # stands now (with the alias the client has just learned, if it got one)
+            alias = self.aliases_out.assigned.get(topic, 0) if self.aliases_out else 0
+            template = publish_template(message, "" if alias else topic, alias)
+            self._stream = (message.properties, message.extra, topic, template)
+        return data
+
+    def _publish_packet5(
+        self,
+        message: Message,
+        qos: int,
+        packet_id: int | None,
+        retain: bool,
+        dup: bool,
+        subscription_ids: list[int] | None,
+    ) -> bytes | None:
         topic = message_topic(message)
         aliases = self.aliases_out
         alias, known = aliases.alias(topic) if aliases is not None else (0, False)

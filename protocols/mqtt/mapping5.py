@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from broker.message import Message, Properties
@@ -23,8 +25,11 @@ from broker.topics import TOPIC_EXCHANGE, key_to_mqtt, mqtt_to_key
 from protocols.mqtt.codec import encode_publish_block
 from protocols.mqtt.properties import encode_property_items, encode_varint
 
-#: Cache key of a message's encoded MQTT 5 properties (without expiry, which counts down).
-PROPERTIES_KEY = "v5-properties"
+#: Entries of the memos below: property mappings seen recently, and their encodings.
+MEMO_SIZE = 1024
+_MAPPED: dict[tuple[int, int], tuple[Mapping, tuple]] = {}
+_ENCODED: dict[tuple[int, int], tuple[Properties, dict | None, bytes]] = {}
+_TEMPLATES: dict[tuple, tuple[Properties, dict | None, tuple[bytes, bytes]]] = {}
 #: Property identifiers the broker adds per subscriber.
 TOPIC_ALIAS_ID = b"\x23"
 SUBSCRIPTION_ID = b"\x0b"
@@ -37,11 +42,54 @@ def message_from_publish5(
     topic: str,
     payload: bytes,
     qos: int,
-    properties: dict[str, Any],
+    properties: Mapping[str, Any],
     origin: object,
     publisher: str | None,
 ) -> Message:
     """A core message for an MQTT 5 publish."""
+    core, extra, expiry = _core_properties(properties, qos)
+    return Message(
+        TOPIC_EXCHANGE,
+        mqtt_to_key(topic),
+        payload,
+        core,
+        None if expiry is None else time.time() + expiry,
+        origin,
+        publisher,
+        extra,
+        topic,
+    )
+
+
+def messages_from_publish5(
+    topic: str,
+    payloads: list[bytes],
+    qos: int,
+    properties: Mapping[str, Any],
+    origin: object,
+    publisher: str | None,
+) -> list[Message]:
+    """Core messages for a run of MQTT 5 publishes that share topic, QoS and properties."""
+    core, extra, expiry = _core_properties(properties, qos)
+    expires_at = None if expiry is None else time.time() + expiry
+    key = mqtt_to_key(topic)
+    return [
+        Message(TOPIC_EXCHANGE, key, payload, core, expires_at, origin, publisher, extra, topic)
+        for payload in payloads
+    ]
+
+
+def _core_properties(
+    properties: Mapping[str, Any], qos: int
+) -> tuple[Properties, dict | None, int | None]:
+    """The core properties, ``extra`` and expiry interval for an MQTT 5 publish's
+    properties.  The decoder shares one read-only mapping among the packets that repeat a
+    property block, so the result is remembered per mapping and shared by their messages."""
+    shared = type(properties) is MappingProxyType
+    if shared:
+        entry = _MAPPED.get((id(properties), qos))
+        if entry is not None and entry[0] is properties:
+            return entry[1]
     headers: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     if qos == 2:
@@ -61,24 +109,20 @@ def message_from_publish5(
             headers[CORRELATION_HEADER] = data
     response_topic = properties.get("response_topic")
     expiry = properties.get("message_expiry_interval")
-    return Message(
-        TOPIC_EXCHANGE,
-        mqtt_to_key(topic),
-        payload,
-        Properties(
-            content_type=properties.get("content_type"),
-            headers=headers or None,
-            delivery_mode=2 if qos else None,
-            correlation_id=correlation_id,
-            reply_to=None if response_topic is None else mqtt_to_key(response_topic),
-            expiration=None if expiry is None else str(expiry * 1000),
-        ),
-        None if expiry is None else time.time() + expiry,
-        origin,
-        publisher,
-        extra or None,
-        topic,
+    core = Properties(
+        content_type=properties.get("content_type"),
+        headers=headers or None,
+        delivery_mode=2 if qos else None,
+        correlation_id=correlation_id,
+        reply_to=None if response_topic is None else mqtt_to_key(response_topic),
+        expiration=None if expiry is None else str(expiry * 1000),
     )
+    result = (core, extra or None, expiry)
+    if shared:
+        if len(_MAPPED) >= MEMO_SIZE:
+            _MAPPED.clear()
+        _MAPPED[id(properties), qos] = (properties, result)
+    return result
 
 
 def publish_properties(message: Message) -> dict[str, Any]:
@@ -119,22 +163,73 @@ def encode_publish5(
 ) -> bytes:
     """An MQTT 5 PUBLISH of a core message for one subscriber: its topic alias (with
     ``topic`` empty once the alias is known to the client) and subscription identifiers
-    before the message's own properties, which are encoded once per message."""
-    parts = []
+    before the message's own properties, which are encoded once per message stream."""
+    if message.expires_at is not None or subscription_ids:
+        parts = []
+        if alias:
+            parts.append(TOPIC_ALIAS_ID + alias.to_bytes(2, "big"))
+        if subscription_ids:
+            parts.extend(SUBSCRIPTION_ID + encode_varint(i) for i in subscription_ids)
+        if message.expires_at is None:
+            parts.append(_encoded_properties(message))
+        else:
+            parts.append(encode_property_items(publish_properties(message)))
+        items = b"".join(parts)
+        props = encode_varint(len(items)) + items
+        return encode_publish_block(topic, message.body, qos, retain, dup, packet_id, props)
+    return build_publish(
+        publish_template(message, topic, alias), message.body, qos, packet_id, retain, dup
+    )
+
+
+def build_publish(
+    template: tuple[bytes, bytes],
+    body: bytes,
+    qos: int,
+    packet_id: int | None,
+    retain: bool,
+    dup: bool,
+) -> bytes:
+    """A PUBLISH from a ``publish_template`` and the message body."""
+    head, tail = template
+    length = len(head) + len(tail) + len(body) + (2 if qos else 0)
+    b0 = 0x30 | qos << 1 | (1 if retain else 0) | (8 if dup else 0)
+    fixed = bytes((b0, length)) if length < 128 else bytes((b0,)) + encode_varint(length)
+    if qos:
+        return b"".join((fixed, head, packet_id.to_bytes(2, "big"), tail, body))
+    return b"".join((fixed, head, tail, body))
+
+
+def publish_template(message: Message, topic: str, alias: int) -> tuple[bytes, bytes]:
+    """The parts of a PUBLISH around the packet id, for messages of one stream (the same
+    properties and extra) under one topic and alias: (topic with its length, property
+    block).  For messages without an expiry, which counts down."""
+    props, extra = message.properties, message.extra
+    key = (id(props), id(extra), topic, alias)
+    entry = _TEMPLATES.get(key)
+    if entry is not None and entry[0] is props and entry[1] is extra:
+        return entry[2]
+    items = _encoded_properties(message)
     if alias:
-        parts.append(TOPIC_ALIAS_ID + alias.to_bytes(2, "big"))
-    if subscription_ids:
-        parts.extend(SUBSCRIPTION_ID + encode_varint(i) for i in subscription_ids)
-    if message.expires_at is None:
-        cache = message.cache
-        if cache is None:
-            cache = message.cache = {}
-        own = cache.get(PROPERTIES_KEY)
-        if own is None:
-            own = cache[PROPERTIES_KEY] = encode_property_items(publish_properties(message))
-    else:
-        own = encode_property_items(publish_properties(message))
-    parts.append(own)
-    items = b"".join(parts)
-    props = encode_varint(len(items)) + items
-    return encode_publish_block(topic, message.body, qos, retain, dup, packet_id, props)
+        items = TOPIC_ALIAS_ID + alias.to_bytes(2, "big") + items
+    raw_topic = topic.encode()
+    parts = (len(raw_topic).to_bytes(2, "big") + raw_topic, encode_varint(len(items)) + items)
+    if len(_TEMPLATES) >= MEMO_SIZE:
+        _TEMPLATES.clear()
+    _TEMPLATES[key] = (props, extra, parts)
+    return parts
+
+
+def _encoded_properties(message: Message) -> bytes:
+    """The encoded MQTT 5 properties of a message without expiry, remembered per
+    (properties, extra) pair: the messages of one publisher's stream share both."""
+    props, extra = message.properties, message.extra
+    key = (id(props), id(extra))
+    entry = _ENCODED.get(key)
+    if entry is not None and entry[0] is props and entry[1] is extra:
+        return entry[2]
+    encoded = encode_property_items(publish_properties(message))
+    if len(_ENCODED) >= MEMO_SIZE:
+        _ENCODED.clear()
+    _ENCODED[key] = (props, extra, encoded)
+    return encoded

@@ -97,7 +97,8 @@ def test_publish_many_routes_a_run_once_in_order(vhost: VHost) -> None:
     vhost.bind(a, "amq.topic", "t.#", None)
     vhost.bind(b, "amq.topic", "t.x", None)
     run = [message("amq.topic", "t.x", str(i).encode(), delivery_mode=2) for i in range(3)]
-    assert vhost.publish_many(run) is True
+    assert vhost.publish_many(run) == (2, True)
     for queue in (a, b):
         assert [queue.get(None).message.body for _ in range(3)] == [b"0", b"1", b"2"]
-    assert vhost.publish_many([message("amq.topic", "t.x")]) is False
+    assert vhost.publish_many([message("amq.topic", "t.x")]) == (2, False)
+    assert vhost.publish_many([message("amq.topic", "u.x")]) == (0, False)

@@ -242,3 +242,28 @@ def test_v5_packets_round_trip(batch: list[Packet], cuts: list[int]) -> None:
 @given(packets(3))
 def test_mqtt_31_packets_round_trip(packet: Packet) -> None:
     assert fresh_decoder(3).feed(encode(packet, 3)) == [packet]
+
+
+@SETTINGS
+@given(st.lists(packets(5), min_size=1, max_size=4), st.lists(st.integers(0, 4000), max_size=6))
+def test_v5_repeated_packets_decode_alike(batch: list[Packet], cuts: list[int]) -> None:
+    """The second and third time a publisher sends a packet, the decoder's caches (topic,
+    property block) take the fast path: it must decode exactly as the first time."""
+    data = b"".join(encode(p, 5) for p in batch) * 3
+    assert feed_in_chunks(fresh_decoder(5), data, cuts) == batch * 3
+
+
+@SETTINGS
+@given(packets(5), st.lists(st.tuples(st.integers(0, 10_000), byte), min_size=1, max_size=4))
+def test_v5_mutated_repeats_only_raise_mqtt_error(
+    packet: Packet, flips: list[tuple[int, int]]
+) -> None:
+    """A corrupted copy of a packet the decoder has cached parts of."""
+    good = encode(packet, 5)
+    bad = bytearray(good)
+    for index, value in flips:
+        bad[index % len(bad)] = value
+    try:
+        feed_in_chunks(fresh_decoder(5), good + bytes(bad) + good, [])
+    except MQTTError as error:
+        assert 0x80 <= error.reason_code <= 0xFF
