@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiomqtt
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -422,6 +423,17 @@ class RawClient5(RawClient):
         seen = self.wait_closed(timeout)
         assert seen and seen[-1].type == DISCONNECT, f"closed without DISCONNECT: {seen}"
         return parse_reason(seen[-1])
+
+
+def aio5(broker: BrokerProcess, identifier: str) -> aiomqtt.Client:
+    """An aiomqtt client speaking MQTT 5 (use it with ``async with``)."""
+    return aiomqtt.Client(
+        broker.host,
+        broker.mqtt_port,
+        identifier=identifier,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        timeout=TIMEOUT,
+    )
 
 
 def raw5(clients: Clients, broker: BrokerProcess) -> RawClient5:

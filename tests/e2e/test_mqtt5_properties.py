@@ -12,7 +12,7 @@ from paho.mqtt.properties import Properties
 
 from .brokers import BrokerProcess
 from .clients import Clients
-from .mqtt5 import TIMEOUT, paho5, raw5, sub_options
+from .mqtt5 import TIMEOUT, aio5, paho5, raw5, sub_options
 
 USER_PROPERTIES = [("region", "eu"), ("trace", "1"), ("region", "us"), ("ünï", "cödé")]
 
@@ -95,16 +95,6 @@ def test_request_response_with_paho(broker: BrokerProcess, clients: Clients) -> 
         reply = requester.get()
         assert reply.payload == f"REQ{n}".encode()
         assert reply.properties.CorrelationData == f"id-{n}".encode()
-
-
-def aio5(broker: BrokerProcess, identifier: str) -> aiomqtt.Client:
-    return aiomqtt.Client(
-        broker.host,
-        broker.mqtt_port,
-        identifier=identifier,
-        protocol=aiomqtt.ProtocolVersion.V5,
-        timeout=TIMEOUT,
-    )
 
 
 @pytest.mark.mqtt5("request-response")

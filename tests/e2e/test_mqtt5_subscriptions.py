@@ -11,7 +11,7 @@ import pytest
 
 from .brokers import BrokerProcess, skip_on_mosquitto
 from .clients import Clients
-from .mqtt5 import TIMEOUT, ack5, flush5, paho5, paho5_unconnected, raw5, sub_options
+from .mqtt5 import TIMEOUT, ack5, aio5, flush5, paho5, paho5_unconnected, raw5, sub_options
 from .rawmqtt import PUBACK
 
 
@@ -217,13 +217,3 @@ def test_shared_subscription_of_a_persistent_session_survives_sigkill(
     member = paho5_unconnected(clients, broker, "durable-worker")
     assert member.connect(clean_start=False, SessionExpiryInterval=300).session_present
     assert sorted(member.get().payload for _ in sent) == sent
-
-
-def aio5(broker: BrokerProcess, identifier: str) -> aiomqtt.Client:
-    return aiomqtt.Client(
-        broker.host,
-        broker.mqtt_port,
-        identifier=identifier,
-        protocol=aiomqtt.ProtocolVersion.V5,
-        timeout=TIMEOUT,
-    )
