@@ -1,4 +1,4 @@
-"""MQTT 3.1.1 load generator: worker processes on raw sockets with pre-encoded packets.
+"""MQTT 3.1.1 and 5.0 load generator: worker processes on raw sockets with pre-encoded packets.
 
 Each worker connects (and subscribes), reports ``ready``, waits for the timeline
 ``(t0, t_start, t_end)`` in ``time.monotonic_ns`` (system-wide, so comparable across
@@ -36,7 +36,8 @@ class Job:
 
     kind: ``pub`` (one connection per topic), ``sub`` (one connection per filter) or
     ``idle`` (``count`` connections that only CONNECT).  ``rate`` is messages/s per
-    connection, 0 for as fast as possible; ``window`` is the QoS 1 publisher's unacked limit.
+    connection, 0 for as fast as possible; ``window`` is the QoS 1 publisher's unacked limit;
+    ``version`` the MQTT protocol level (4 or 5).
     """
 
     kind: str
@@ -48,6 +49,7 @@ class Job:
     window: int = 1000
     latency: bool = False
     count: int = 0
+    version: int = 4
 
 
 Result = dict[str, Any]
@@ -75,21 +77,40 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return buf
 
 
-def connect(port: int, client_id: str) -> socket.socket:
-    """Open an MQTT session (clean, keepalive 0) and check the CONNACK."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.sendall(wire.connect(client_id))
-    connack = _recv_exact(sock, 4)
+def _recv_packet(sock: socket.socket) -> bytes:
+    """One whole packet: fixed header byte, remaining length, body."""
+    head = _recv_exact(sock, 2)
+    rl, shift = head[1] & 0x7F, 7
+    while head[-1] & 0x80:
+        head += _recv_exact(sock, 1)
+        rl |= (head[-1] & 0x7F) << shift
+        shift += 7
+    return head + _recv_exact(sock, rl)
+
+
+def _check_connack(sock: socket.socket) -> None:
+    connack = _recv_packet(sock)
     if connack[0] != 0x20 or connack[3] != 0:
         raise ConnectionError(f"CONNACK refused: {connack.hex()}")
+
+
+def connect(port: int, client_id: str, version: int = 4, subscriber: bool = False) -> socket.socket:
+    """Open an MQTT session (clean, keepalive 0) and check the CONNACK.
+
+    An MQTT 5 subscriber lets the broker assign topic aliases to it.
+    """
+    sock = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    aliases = wire.SUBSCRIBER_ALIASES if subscriber else 0
+    sock.sendall(wire.connect(client_id, version=version, topic_alias_maximum=aliases))
+    _check_connack(sock)
     return sock
 
 
-def _subscribe(sock: socket.socket, topic_filter: str, qos: int) -> None:
-    sock.sendall(wire.subscribe(topic_filter, qos))
-    suback = _recv_exact(sock, 5)
-    if suback[0] != 0x90 or suback[4] > 2:
+def _subscribe(sock: socket.socket, topic_filter: str, qos: int, version: int) -> None:
+    sock.sendall(wire.subscribe(topic_filter, qos, version=version))
+    suback = _recv_packet(sock)
+    if suback[0] != 0x90 or suback[-1] > 2:
         raise ConnectionError(f"SUBACK refused: {suback.hex()}")
 
 
@@ -104,7 +125,8 @@ def _flood(socks: list[socket.socket], job: Job, tl: Timeline) -> Result:
     t0, _, t_end = tl
     sel = selectors.DefaultSelector()
     for i, (sock, topic) in enumerate(zip(socks, job.topics, strict=True)):
-        batch = wire.Batch(topic, 0, BATCH_BYTES // wire.packet_size(topic, 0), i)
+        count = BATCH_BYTES // wire.packet_size(topic, 0, job.version)
+        batch = wire.Batch(topic, 0, count, i, version=job.version)
         sock.setblocking(False)
         sel.register(sock, selectors.EVENT_WRITE, [batch, 0, len(batch.buf)])  # no, off
     _wait_until(t0)
@@ -127,19 +149,20 @@ def _windowed(sock: socket.socket, job: Job, tl: Timeline) -> Result:
     """QoS 1 at full speed with ``job.window`` unacked: chunks of 100 pre-encoded packets.
 
     Chunk k carries packet ids k*100+1..k*100+100 and is resent once all its PUBACKs are
-    in; PUBACKs arrive in order (MQTT 3.1.1 4.6), so counting them is enough.
+    in; PUBACKs arrive in order (MQTT 3.1.1 4.6, MQTT 5 4.6), so counting them is enough.
     """
     t0, _, t_end = tl
     size = 100
     chunks = [
-        wire.Batch(job.topics[0], 1, size, 0, first_packet_id=k * size + 1)
+        wire.Batch(job.topics[0], 1, size, 0, first_packet_id=k * size + 1, version=job.version)
         for k in range(max(1, job.window // size))
     ]
     _wait_until(t0)
     sock.settimeout(0.2)
-    sent = ack_bytes = 0
+    sent = acked = 0
+    counter = wire.AckCounter()
     while (now := time.monotonic_ns()) < t_end:
-        while sent - ack_bytes // 4 // size < len(chunks):
+        while sent - acked // size < len(chunks):
             sock.sendall(chunks[sent % len(chunks)].stamp(now, sent))
             sent += 1
         try:
@@ -148,41 +171,41 @@ def _windowed(sock: socket.socket, job: Job, tl: Timeline) -> Result:
             continue
         if not data:
             raise ConnectionError("broker closed the connection")
-        heads = data[-ack_bytes % 4 :: 4]
-        if heads.count(wire.PUBACK) != len(heads):
-            raise ConnectionError(f"unexpected packet among PUBACKs: {data[:16].hex()}")
-        ack_bytes += len(data)
-    return {"sent": sent * size, "acked": ack_bytes // 4}
+        acked = counter.feed(data)
+    return {"sent": sent * size, "acked": acked}
 
 
 def _paced(sock: socket.socket, job: Job, tl: Timeline) -> Result:
     """Fixed offered rate: each message stamped when sent; QoS 1 keeps ``job.window``."""
     t0, _, t_end = tl
-    packet = bytearray(wire.publish(job.topics[0], job.qos, 1, wire.payload(0)))
+    topic = job.topics[0]
+    packet = bytearray(wire.steady_publish(topic, job.qos, 1, wire.payload(0), job.version))
     pay_off = len(packet) - wire.PAYLOAD_SIZE
+    pid_off = wire.packet_id_offset("" if job.version == wire.MQTT5 else topic)
     interval = 1_000_000_000 / job.rate
-    sent = ack_bytes = 0
+    sent = acked = 0
+    counter = wire.AckCounter()
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     _wait_until(t0)
     while (now := time.monotonic_ns()) < t_end:
         if job.qos and poller.poll(0):
-            ack_bytes += len(sock.recv(RECV_BYTES))
+            acked = counter.feed(sock.recv(RECV_BYTES))
         due = min(int((now - t0) / interval) + 1 - sent, 1000)
         if job.qos:
-            due = min(due, job.window - (sent - ack_bytes // 4))
+            due = min(due, job.window - (sent - acked))
         parts = []
         for _ in range(max(due, 0)):
             struct.pack_into(">QQ", packet, pay_off + wire.TS_OFF, now, sent)
             if job.qos:
-                struct.pack_into(">H", packet, pay_off - 2, sent % 65535 + 1)
+                struct.pack_into(">H", packet, pid_off, sent % 65535 + 1)
             parts.append(bytes(packet))
             sent += 1
         if parts:
             sock.sendall(b"".join(parts))
         next_due = t0 + int(sent * interval)
         time.sleep(max(min(next_due - time.monotonic_ns(), 1_000_000), 50_000) / 1e9)
-    return {"sent": sent, "acked": ack_bytes // 4}
+    return {"sent": sent, "acked": acked}
 
 
 def _subscriber(socks: list[socket.socket], job: Job, tl: Timeline) -> Result:
@@ -198,9 +221,8 @@ def _subscriber(socks: list[socket.socket], job: Job, tl: Timeline) -> Result:
     """
     _, t_start, t_end = tl
     sel = selectors.DefaultSelector()
-    for sock, topic in zip(socks, job.topics, strict=True):
-        size = wire.packet_size(topic.replace("+", "000"), job.qos)
-        sel.register(sock, selectors.EVENT_READ, wire.Scanner(size, job.qos))
+    for sock in socks:
+        sel.register(sock, selectors.EVENT_READ, wire.Scanner())
     single = [(socks[0], sel.get_key(socks[0]).data)] if len(socks) == 1 else None
     if single:
         socks[0].settimeout(None)
@@ -238,11 +260,10 @@ def _idle(job: Job, conn: Connection) -> Result:
         group = []
         for i in range(base, min(base + 100, job.count)):
             sock = socket.create_connection(("127.0.0.1", job.port), timeout=30)
-            sock.sendall(wire.connect(f"{job.name}-{i}"))
+            sock.sendall(wire.connect(f"{job.name}-{i}", version=job.version))
             group.append(sock)
         for sock in group:
-            if _recv_exact(sock, 4)[:2] != b"\x20\x02":
-                raise ConnectionError("bad CONNACK")
+            _check_connack(sock)
         socks.extend(group)
     conn.send(("ready", len(socks)))
     conn.poll(READY_TIMEOUT)
@@ -257,10 +278,15 @@ def _main(conn: Connection, job: Job) -> None:
         if job.kind == "idle":
             conn.send(("result", _idle(job, conn)))
             return
-        socks = [connect(job.port, f"{job.name}-{i}") for i in range(len(job.topics))]
-        if job.kind == "sub":
-            for sock, topic in zip(socks, job.topics, strict=True):
-                _subscribe(sock, topic, job.qos)
+        sub = job.kind == "sub"
+        socks = [
+            connect(job.port, f"{job.name}-{i}", job.version, sub) for i in range(len(job.topics))
+        ]
+        for i, (sock, topic) in enumerate(zip(socks, job.topics, strict=True)):
+            if sub:
+                _subscribe(sock, topic, job.qos, job.version)
+            elif job.version == wire.MQTT5:
+                sock.sendall(wire.alias_setup(topic, i))
         conn.send(("ready", None))
         if not conn.poll(READY_TIMEOUT):
             raise TimeoutError("no start signal")

@@ -5,7 +5,8 @@
 
 It answers CONNECT and SUBSCRIBE, then copies every publisher's bytes, whole packets at a
 time, to every subscriber regardless of topic.  Only QoS 0 with one topic size per
-publisher is supported.  It stops on SIGTERM.
+publisher is supported (after an MQTT 5 publisher's first PUBLISH, which binds its topic
+alias).  It stops on SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from benchmarks import wire
 class _Client:
     def __init__(self) -> None:
         self.buf = b""
-        self.packet_size = 0  # set on the first PUBLISH: from then on, a publisher
+        self.packet_size = 0  # set on the first steady PUBLISH: from then on, a publisher
+        self.packet_id_offset = 0
+        self.version = 4
+        self.alias_bound = False
 
 
 def _handshake(sock: socket.socket, c: _Client, subscribers: set[socket.socket]) -> None:
@@ -30,14 +34,25 @@ def _handshake(sock: socket.socket, c: _Client, subscribers: set[socket.socket])
         if len(c.buf) < size:
             return
         kind = c.buf[0] >> 4
-        if kind == 3:
+        v5 = c.version == wire.MQTT5
+        if kind == 3 and v5 and not c.alias_bound:
+            c.alias_bound = True
+            for sub in subscribers:
+                sub.sendall(c.buf[:size])
+        elif kind == 3:
             c.packet_size = size
+            c.packet_id_offset = wire.packet_id_offset("") + int.from_bytes(c.buf[2:4], "big")
             return
-        if kind == 1:
-            sock.sendall(b"\x20\x02\x00\x00")
+        elif kind == 1:
+            c.version = c.buf[8]
+            v5 = c.version == wire.MQTT5
+            sock.sendall(b"\x20\x03\x00\x00\x00" if v5 else b"\x20\x02\x00\x00")
         elif kind == 8:
             qos = c.buf[size - 1]
-            sock.sendall(b"\x90\x03" + c.buf[2:4] + bytes((qos,)))
+            if v5:
+                sock.sendall(b"\x90\x04" + c.buf[2:4] + b"\x00" + bytes((qos,)))
+            else:
+                sock.sendall(b"\x90\x03" + c.buf[2:4] + bytes((qos,)))
             subscribers.add(sock)
         c.buf = c.buf[size:]
 
@@ -73,7 +88,8 @@ def serve(port: int) -> None:
                 n = len(c.buf) // c.packet_size
                 end = n * c.packet_size
                 if c.buf[0] & 0x06:
-                    sock.sendall(wire.pubacks(c.buf, n, c.packet_size))  # type: ignore[union-attr]
+                    acks = wire.pubacks(c.buf, n, c.packet_size, c.packet_id_offset)
+                    sock.sendall(acks)  # type: ignore[union-attr]
                 for sub in list(subscribers):
                     try:
                         sub.sendall(c.buf[:end])

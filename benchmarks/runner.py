@@ -1,10 +1,12 @@
 """Side-by-side MQTT benchmark of our broker and Mosquitto on loopback.
 
-    python -m benchmarks.runner [--only qos0,fanout] [--duration 5] [--quick]
+    python -m benchmarks.runner [--only qos0,fanout-v5] [--duration 5] [--quick]
                                 [--brokers ours,mosquitto] [--json OUT]
 
 Each scenario runs against a freshly started broker of each kind; the table's ratio is
 ours/mosquitto for rates and mosquitto/ours for costs, so above 1 means ours is better.
+Every scenario also exists as ``<name>-v5``: the same load over MQTT 5, each PUBLISH with
+a user property and a topic alias; a second table sets v5 beside 3.1.1 for each broker.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from benchmarks.brokers import MOSQUITTO, Broker, cpu_seconds, rss_kib
@@ -36,6 +38,7 @@ class Settings:
     window: int
     fan: int
     idle_conns: int
+    version: int = 4
 
 
 @dataclass(frozen=True)
@@ -110,36 +113,40 @@ def _split(items: list[str], parts: int) -> list[list[str]]:
     return [items[i::parts] for i in range(parts) if items[i::parts]]
 
 
+def _job(b: Broker, s: Settings, kind: str, name: str, topics: list[str], **kw: int) -> Job:
+    return Job(kind, b.port, name, topics, version=s.version, **kw)
+
+
 def qos0(b: Broker, s: Settings) -> Figures:
-    sub = Job("sub", b.port, "sub", ["bench/t"])
-    return _throughput(b, [sub], [Job("pub", b.port, "pub", ["bench/t"])], s)
+    sub = _job(b, s, "sub", "sub", ["bench/t"])
+    return _throughput(b, [sub], [_job(b, s, "pub", "pub", ["bench/t"])], s)
 
 
 def qos1(b: Broker, s: Settings) -> Figures:
-    sub = Job("sub", b.port, "sub", ["bench/t"], qos=1)
-    pub = Job("pub", b.port, "pub", ["bench/t"], qos=1, window=s.window)
+    sub = _job(b, s, "sub", "sub", ["bench/t"], qos=1)
+    pub = _job(b, s, "pub", "pub", ["bench/t"], qos=1, window=s.window)
     return _throughput(b, [sub], [pub], s)
 
 
 def fanout(b: Broker, s: Settings) -> Figures:
     subs = [
-        Job("sub", b.port, f"sub{i}", topics)
+        _job(b, s, "sub", f"sub{i}", topics)
         for i, topics in enumerate(_split(["bench/fan"] * s.fan, 2))
     ]
-    return _throughput(b, subs, [Job("pub", b.port, "pub", ["bench/fan"])], s)
+    return _throughput(b, subs, [_job(b, s, "pub", "pub", ["bench/fan"])], s)
 
 
 def fanin(b: Broker, s: Settings) -> Figures:
     topics = [f"bench/{i:03d}/t" for i in range(s.fan)]
-    pubs = [Job("pub", b.port, f"pub{i}", t) for i, t in enumerate(_split(topics, 2))]
-    return _throughput(b, [Job("sub", b.port, "sub", ["bench/+/t"])], pubs, s)
+    pubs = [_job(b, s, "pub", f"pub{i}", t) for i, t in enumerate(_split(topics, 2))]
+    return _throughput(b, [_job(b, s, "sub", "sub", ["bench/+/t"])], pubs, s)
 
 
 def latency(b: Broker, s: Settings) -> Figures:
     figures: Figures = {}
     for qos in (0, 1):
-        sub = Job("sub", b.port, f"sub{qos}", ["bench/lat"], qos=qos, latency=True)
-        pub = Job("pub", b.port, f"pub{qos}", ["bench/lat"], qos=qos, rate=s.rate)
+        sub = _job(b, s, "sub", f"sub{qos}", ["bench/lat"], qos=qos, latency=True)
+        pub = _job(b, s, "pub", f"pub{qos}", ["bench/lat"], qos=qos, rate=s.rate)
         sub_res, _, cpu = _flow(b, [sub], [pub], s)
         samples = sub_res[0]["latencies"]
         figures |= {
@@ -156,7 +163,7 @@ def idle(b: Broker, s: Settings) -> Figures:
     names = [f"idle{i}" for i in range(2)]
     with Fleet() as fleet:
         counts = fleet.start(
-            [Job("idle", b.port, n, count=s.idle_conns // len(names)) for n in names]
+            [_job(b, s, "idle", n, [], count=s.idle_conns // len(names)) for n in names]
         )
         time.sleep(1.0)
         after = rss_kib(b.pid)
@@ -200,6 +207,15 @@ SCENARIOS: dict[str, tuple[Callable[[Broker, Settings], Figures], list[Metric]]]
 }
 
 
+V5 = "-v5"
+NAMES = [n + suffix for n in SCENARIOS for suffix in ("", V5)]
+
+
+def _scenario(name: str) -> tuple[str, int]:
+    """Base scenario and MQTT protocol level of a name such as ``qos0-v5``."""
+    return (name.removesuffix(V5), 5) if name.endswith(V5) else (name, 4)
+
+
 def _fmt(v: float | None) -> str:
     if v is None or v != v:
         return "-"
@@ -213,16 +229,9 @@ def _ratio(m: Metric, figures: dict[str, Figures]) -> float | None:
     return ours / theirs if m.better == "higher" else theirs / ours
 
 
-def table(results: dict[str, dict[str, Figures]]) -> str:
-    rows = [("scenario", "metric", "ours", "mosquitto", "ratio")]
-    for name, by_broker in results.items():
-        for m in SCENARIOS[name][1]:
-            vals = [by_broker.get(b, {}).get(m.key) for b in BROKERS]
-            ratio = _ratio(m, by_broker)
-            rows.append(
-                (name, m.label, *map(_fmt, vals), "-" if ratio is None else f"{ratio:.2f}x")
-            )
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+def _layout(rows: list[tuple[str, ...]]) -> str:
+    """Rows as aligned columns: the first two left-aligned, the rest right-aligned."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(
             c.ljust(w) if i < 2 else c.rjust(w)
@@ -231,12 +240,49 @@ def table(results: dict[str, dict[str, Figures]]) -> str:
         for r in rows
     ]
     lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines) + "\nratio: ours/mosquitto for rates, mosquitto/ours for costs"
+    return "\n".join(lines)
+
+
+def _x(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
+def table(results: dict[str, dict[str, Figures]]) -> str:
+    rows = [("scenario", "metric", "ours", "mosquitto", "ratio")]
+    for name, by_broker in results.items():
+        for m in SCENARIOS[_scenario(name)[0]][1]:
+            vals = [by_broker.get(b, {}).get(m.key) for b in BROKERS]
+            rows.append((name, m.label, *map(_fmt, vals), _x(_ratio(m, by_broker))))
+    return _layout(rows) + "\nratio: ours/mosquitto for rates, mosquitto/ours for costs"
+
+
+def version_table(results: dict[str, dict[str, Figures]]) -> str:
+    """MQTT 5 beside 3.1.1 for each broker, for scenarios measured both ways."""
+    rows = [("scenario", "metric")]
+    rows[0] += tuple(f"{b} {col}" for b in BROKERS for col in ("3.1.1", "5", "5/3.1.1"))
+    for name in results:
+        v5 = results.get(name + V5)
+        if v5 is None:
+            continue
+        for m in SCENARIOS[name][1]:
+            if not m.better:
+                continue
+            row: tuple[str, ...] = (name, m.label)
+            for b in BROKERS:
+                old, new = results[name].get(b, {}).get(m.key), v5.get(b, {}).get(m.key)
+                ratio = None
+                if old and new:
+                    ratio = new / old if m.better == "higher" else old / new
+                row += (_fmt(old), _fmt(new), _x(ratio))
+            rows.append(row)
+    if len(rows) == 1:
+        return ""
+    return _layout(rows) + "\n5/3.1.1: MQTT 5 over 3.1.1 for rates, 3.1.1 over 5 for costs"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.runner", description=__doc__)
-    p.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    p.add_argument("--only", default=",".join(NAMES), help="comma-separated scenarios")
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--brokers", default=",".join(BROKERS))
@@ -250,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
 
     scenarios = args.only.split(",")
     brokers = args.brokers.split(",")
-    unknown = set(scenarios) - set(SCENARIOS) | set(brokers) - set(BROKERS)
+    unknown = set(scenarios) - set(NAMES) | set(brokers) - set(BROKERS)
     if unknown:
         p.error(f"unknown scenario or broker: {', '.join(sorted(unknown))}")
     if "mosquitto" in brokers and not Path(MOSQUITTO).exists():
@@ -271,13 +317,14 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Figures]] = {}
     errors: list[str] = []
     for name in scenarios:
-        run = SCENARIOS[name][0]
+        base, version = _scenario(name)
+        run = SCENARIOS[base][0]
         for kind in brokers:
             log = RESULTS / "logs" / f"{name}-{kind}.log"
             started = time.monotonic()
             try:
                 with Broker(kind, log, args.ours_cmd) as broker:
-                    figures = run(broker, settings)
+                    figures = run(broker, replace(settings, version=version))
             except Exception:
                 errors.append(f"{name}/{kind}: {traceback.format_exc()}")
                 print(f"{name}/{kind}: FAILED (see JSON; broker log {log})", file=sys.stderr)
@@ -287,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}/{kind} ({time.monotonic() - started:.0f}s): {summary}", file=sys.stderr)
 
     print(table(results))
+    if versions := version_table(results):
+        print("\n" + versions)
     version = ""
     if "mosquitto" in brokers:
         version = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True).stdout

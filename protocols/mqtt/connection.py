@@ -460,10 +460,10 @@ class MQTTConnection:
             stats.publish_dropped += 1
         else:
             properties = packet.properties if level5 else None
-            routed, stored = self._route(
+            matched, stored = self._route(
                 topic, packet.payload, qos, packet.retain, packet.raw, properties
             )
-            if not routed and level5:
+            if not matched and level5:
                 reason = NO_MATCHING_SUBSCRIBERS
         if qos == 1:
             if reason and level5:
@@ -579,10 +579,12 @@ class MQTTConnection:
         retain: bool,
         raw: bytes | None = None,
         properties: dict | None = None,
-    ) -> tuple[int, bool]:
-        """Publish into the core; returns how many queues took the message and whether it
-        went to durable storage.  ``properties``: an MQTT 5 publish's, mapped onto the
-        core message."""
+    ) -> tuple[bool, bool]:
+        """Publish into the core; returns whether any queue matched and whether the
+        message went to durable storage.  ``properties``: an MQTT 5 publish's, mapped onto
+        the core message.  A subscriber's full queue still matched: its drop is that
+        subscriber's loss, not the publisher's error (as Mosquitto and the run path
+        through ``publish_many`` report it)."""
         if properties is None:
             message = message_from_publish(topic, payload, qos, self, self.username, raw)
         else:
@@ -594,8 +596,9 @@ class MQTTConnection:
             result = self.front.vhost.publish(message)
         except BrokerError as exc:
             event(log, logging.WARNING, "mqtt publish failed", topic=topic, error=exc.message)
-            return 0, False
-        return result.routed, result.stored or (retain and qos > 0)
+            return False, False
+        matched = result.routed > 0 or result.rejected
+        return matched, result.stored or (retain and qos > 0)
 
     def _ack(self, packet: bytes, after_sync: bool) -> None:
         if after_sync or self.acks_after_sync:

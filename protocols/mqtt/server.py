@@ -64,6 +64,7 @@ class _Output:
         self._writer_started = False
         self._sending = False
         self._finishing = False
+        self._closed = False
 
     def requested(self) -> None:
         """The connection has new output: flush at the end of the current batch, or have
@@ -75,6 +76,8 @@ class _Output:
             self._wake_writer()
 
     def _wake_writer(self) -> None:
+        if self._closed:  # the writer has ended, with the connection: nothing more is sent
+            return
         if not self._writer_started:
             self._writer_started = True
             self._nursery.start_soon(self.run)
@@ -83,6 +86,8 @@ class _Output:
     def flush(self) -> None:
         """Send what the socket takes right now; leave the rest to the writer task."""
         conn = self._conn
+        if self._closed:
+            return
         if self._sending or self._socket is None or not conn.outbox:
             self._wake_writer()
             return
@@ -109,21 +114,24 @@ class _Output:
 
     async def run(self) -> None:
         conn = self._conn
-        with trio.CancelScope() as timeout:
-            while True:
-                await self._wakeup.wait()
-                self._wakeup = trio.Event()
-                data = conn.take_output()
-                if data:
-                    self._sending = True
-                    timeout.deadline = trio.current_time() + SEND_TIMEOUT
-                    await self._stream.send_all(data)
-                    timeout.deadline = math.inf
-                    self._sending = False
-                    conn.output_drained()
-                if self._finishing and not conn.outbox:
-                    return
-        raise trio.TooSlowError
+        try:
+            with trio.CancelScope() as timeout:
+                while True:
+                    await self._wakeup.wait()
+                    self._wakeup = trio.Event()
+                    data = conn.take_output()
+                    if data:
+                        self._sending = True
+                        timeout.deadline = trio.current_time() + SEND_TIMEOUT
+                        await self._stream.send_all(data)
+                        timeout.deadline = math.inf
+                        self._sending = False
+                        conn.output_drained()
+                    if self._finishing and not conn.outbox:
+                        return
+            raise trio.TooSlowError
+        finally:
+            self._closed = True
 
 
 class _Input:
@@ -264,11 +272,15 @@ async def serve(
         async with trio.open_nursery() as nursery:
             output = _Output(front, stream, conn, nursery)
             conn.on_output = output.requested
-            with trio.CancelScope() as reading:
-                # a takeover ends the reading only: the DISCONNECT it queued still goes out
-                conn.on_kick = reading.cancel
-                await _read(stream, conn, front, ticker)
-            conn.connection_lost()
+            try:
+                with trio.CancelScope() as reading:
+                    # a takeover ends the reading only: the DISCONNECT it queued still goes out
+                    conn.on_kick = reading.cancel
+                    await _read(stream, conn, front, ticker)
+            finally:
+                # detach from the session while the nursery is open: once it has closed
+                # (trio checkpoints in between) no writer could start for a delivery
+                conn.connection_lost()
             output.finish()
             nursery.cancel_scope.deadline = trio.current_time() + FLUSH_TIMEOUT
     except* (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):

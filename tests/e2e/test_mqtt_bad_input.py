@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import struct
+import threading
 from dataclasses import dataclass
 
 import pytest
@@ -12,6 +15,7 @@ from .rawmqtt import (
     CONNACK,
     CONNECT,
     PINGREQ,
+    PINGRESP,
     PUBACK,
     Packet,
     connect,
@@ -85,3 +89,37 @@ def test_packet_over_configured_maximum_closes_the_connection(
     raw.send_until_closed(publish("big", b"y" * 2000, qos=1, packet_id=2))
     assert raw.wait_closed() == []
     round_trip(bystander)
+
+
+def test_subscribers_reset_mid_stream_leave_the_publisher_connected(
+    broker: BrokerProcess, clients: Clients
+) -> None:
+    """Subscribers reset (RST) while a publisher streams to them: each reset ends only that
+    subscriber's connection, however it falls between the publisher's batches."""
+    publisher = clients.raw(broker)
+    assert publisher.connect("streamer") == (False, 0)
+    burst = publish("stream/t", bytes(256)) * 200
+    streaming = threading.Event()
+    streaming.set()
+
+    def stream() -> None:
+        while streaming.is_set():
+            publisher.send(burst)
+
+    flood = threading.Thread(target=stream)
+    flood.start()
+    try:
+        for i in range(60):
+            subscriber = clients.raw(broker)
+            assert subscriber.connect(f"vanishing-{i}") == (False, 0)
+            assert subscriber.subscribe([("stream/t", 0)]) == [0]
+            subscriber.recv()
+            linger = struct.pack("ii", 1, 0)  # close with RST
+            subscriber.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            subscriber.close()
+    finally:
+        streaming.clear()
+        flood.join(timeout=10)
+    publisher.send(packet(PINGREQ, 0, b""))
+    assert publisher.expect(PINGRESP).body == b""
+    assert "connection failed" not in broker.log_text()
