@@ -102,6 +102,10 @@ class MqttConfig:
 class LimitsConfig:
     max_connections_per_user: int = _limit(0, 0)  # 0 = unlimited
     amqp_frame_max: int = _limit(131_072, 4096)  # RabbitMQ's default frame_max
+    # resource alarms block publishers (AMQP connection.blocked), as RabbitMQ's do:
+    # resident memory over this share of RAM, free disk under this many MB; 0 turns off
+    memory_high_watermark: float = field(default=0.4, metadata={"min": 0.0, "max": 1.0})
+    disk_free_limit_mb: int = _limit(50, 0)
     xmpp_max_stanza_size: int = _limit(262_144, 1024)  # bytes, as Prosody's c2s limit
     xml_max_depth: int = _limit(100, 4)
     ws_max_message_size: int = _limit(16 * 1024 * 1024, 1024)

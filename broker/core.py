@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from broker.alarms import Alarms, ResourceMonitor
 from broker.errors import NotFound
 from broker.flow import FlowControl
 from broker.message import Message, decode_message
@@ -42,6 +43,9 @@ class Broker:
         #: connections one user may hold across all protocols (0 = unlimited)
         self.max_connections_per_user = 0
         self._user_connections: Counter[str] = Counter()
+        self.alarms = Alarms()
+        #: measures memory and disk for the alarms each second (the runtime sets it)
+        self.monitor: ResourceMonitor | None = None
 
     def vhost(self, name: str = DEFAULT_VHOST) -> VHost:
         vhost = self.vhosts.get(name)
@@ -99,12 +103,14 @@ class Broker:
         self.sessions = dict(snapshot.sessions)
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        """Housekeeping once a second: message and queue expiry."""
+        """Housekeeping once a second: message and queue expiry, resource alarms."""
         task_status.started()
         while True:
             await trio.sleep(1)
             for vhost in list(self.vhosts.values()):
                 vhost.tick()
+            if self.monitor is not None:
+                self.monitor.check()
 
 
 def _decode_once(decoded: dict[int, Message], data: bytes) -> Message:

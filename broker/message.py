@@ -9,6 +9,8 @@ its own protocol exactly as it was sent.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import itertools
 import time
 from typing import Any
@@ -145,6 +147,29 @@ class Message:
         return f"Message({self.exchange!r}, {self.routing_key!r}, {self.body[:32]!r})"
 
 
+#: msgpack extension types for header values msgpack has no type for (AMQP field tables
+#: carry timestamps and decimals).
+_EXT_DATETIME, _EXT_DECIMAL = 1, 2
+
+
+def _pack_default(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.UTC)
+        return msgpack.ExtType(_EXT_DATETIME, str(value.timestamp()).encode())
+    if isinstance(value, decimal.Decimal):
+        return msgpack.ExtType(_EXT_DECIMAL, str(value).encode())
+    raise TypeError(f"cannot store a header value of type {type(value).__name__}")
+
+
+def _unpack_ext(code: int, data: bytes) -> Any:
+    if code == _EXT_DATETIME:
+        return datetime.datetime.fromtimestamp(float(data.decode()), datetime.UTC)
+    if code == _EXT_DECIMAL:
+        return decimal.Decimal(data.decode())
+    return msgpack.ExtType(code, data)
+
+
 def encode_message(message: Message) -> bytes:
     """The stored form of a message: msgpack of its durable fields."""
     props = message.properties.to_dict()
@@ -159,12 +184,13 @@ def encode_message(message: Message) -> bytes:
             message.extra,
         ),
         use_bin_type=True,
+        default=_pack_default,
     )
 
 
 def decode_message(data: bytes) -> Message:
     exchange, routing_key, body, props, expires_at, publisher, extra = msgpack.unpackb(
-        data, raw=False, strict_map_key=False
+        data, raw=False, strict_map_key=False, ext_hook=_unpack_ext
     )
     return Message(
         exchange,

@@ -13,6 +13,7 @@ confirms, so confirms always follow the fsync.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
@@ -92,6 +93,7 @@ class QueueArguments:
         "dead_letter_exchange",
         "dead_letter_routing_key",
         "max_priority",
+        "single_active_consumer",
     )
 
     def __init__(self, arguments: dict[str, Any]) -> None:
@@ -105,6 +107,9 @@ class QueueArguments:
         self.dead_letter_exchange = arguments.get("x-dead-letter-exchange")
         self.dead_letter_routing_key = arguments.get("x-dead-letter-routing-key")
         self.max_priority = _non_negative(arguments, "x-max-priority")
+        self.single_active_consumer = arguments.get("x-single-active-consumer", False)
+        if not isinstance(self.single_active_consumer, bool):
+            raise PreconditionFailed("x-single-active-consumer must be a boolean")
         if self.max_priority is not None and self.max_priority > 255:
             raise PreconditionFailed("x-max-priority must be at most 255")
 
@@ -151,6 +156,7 @@ class Queue:
         self._ready: deque[Entry] = deque()
         self._next_seq = 1
         self._rr = 0
+        self._prioritised = False
         self._ttl = None if self.args.message_ttl is None else self.args.message_ttl / 1000
         inf = float("inf")
         self._max_length = inf if self.args.max_length is None else self.args.max_length
@@ -258,7 +264,16 @@ class Queue:
     # -- consumers ----------------------------------------------------------------------
 
     def add_consumer(self, consumer: Consumer) -> None:
-        self.consumers.append(consumer)
+        """Attach a consumer.  Consumers with a ``priority`` attribute (AMQP x-priority)
+        are kept highest first: lower ones get messages only while higher ones have no
+        room."""
+        priority = getattr(consumer, "priority", 0)
+        if priority or self._prioritised:
+            self._prioritised = True
+            ranks = [-getattr(c, "priority", 0) for c in self.consumers]
+            self.consumers.insert(bisect.bisect_right(ranks, -priority), consumer)
+        else:
+            self.consumers.append(consumer)
         self._ever_consumed = True
         self.last_used = time.monotonic()
         self.dispatch()
@@ -322,17 +337,40 @@ class Queue:
         return None
 
     def _next_consumer(self) -> Consumer | None:
+        """The consumer to deliver to next: round robin among the ready ones of the
+        highest priority that has any; with x-single-active-consumer only the first."""
         consumers = self.consumers
         n = len(consumers)
-        if n == 1:
-            only = consumers[0]
-            return only if only.ready() else None
+        if n == 1 or self.args.single_active_consumer:
+            first = consumers[0]
+            return first if first.ready() else None
+        if self._prioritised:
+            return self._next_by_priority()
         for k in range(n):
             index = (self._rr + k) % n
             consumer = consumers[index]
             if consumer.ready():
                 self._rr = index + 1
                 return consumer
+        return None
+
+    def _next_by_priority(self) -> Consumer | None:
+        consumers = self.consumers
+        n = len(consumers)
+        start = 0
+        while start < n:
+            priority = getattr(consumers[start], "priority", 0)
+            end = start + 1
+            while end < n and getattr(consumers[end], "priority", 0) == priority:
+                end += 1
+            size = end - start
+            for k in range(size):
+                index = start + (self._rr + k) % size
+                consumer = consumers[index]
+                if consumer.ready():
+                    self._rr = index - start + 1
+                    return consumer
+            start = end
         return None
 
     def _deliver(self, consumer: Consumer, entry: Entry) -> None:

@@ -16,12 +16,16 @@ import trio
 
 from broker import sysinfo, tls
 from broker.acl import TopicACL
+from broker.alarms import ResourceMonitor, total_memory
 from broker.auth import UserDB
 from broker.config import Config
 from broker.core import Broker
 from broker.log import event, setup_logging
 from broker.store.sqlite import SqliteStore
 from broker.ticker import Ticker
+from protocols.amqp.frontend import AMQPFrontEnd
+from protocols.amqp.server import serve as serve_amqp
+from protocols.amqp.server import shut_down as shut_down_amqp
 from protocols.mqtt.frontend import MQTTFrontEnd
 from protocols.mqtt.server import housekeeping as mqtt_housekeeping
 from protocols.mqtt.server import serve as serve_mqtt
@@ -67,6 +71,13 @@ class Server:
         )
         self.broker = Broker(self.store, self.users, TopicACL(config.acl))
         self.broker.max_connections_per_user = config.limits.max_connections_per_user
+        limits = config.limits
+        self.broker.monitor = ResourceMonitor(
+            self.broker.alarms,
+            self.data_dir,
+            int(limits.memory_high_watermark * total_memory()),
+            limits.disk_free_limit_mb * 1_000_000,
+        )
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until SIGINT/SIGTERM (or cancellation), then shut down in order: stop
@@ -77,12 +88,13 @@ class Server:
         self.users.ensure_default_users()
         self.users.apply_config(self.config.users)
         mqtt = MQTTFrontEnd(self.broker, self.config.mqtt)
+        amqp = AMQPFrontEnd(self.broker, self.config.limits.amqp_frame_max)
         try:
             async with trio.open_nursery() as core:
                 await core.start(self.store.run)
                 await core.start(self.broker.run)
                 async with trio.open_nursery() as listeners:
-                    await self._listen(listeners, mqtt)
+                    await self._listen(listeners, mqtt, amqp)
                     listeners.start_soon(mqtt_housekeeping, mqtt)
                     if self.config.mqtt.sys_interval:
                         listeners.start_soon(
@@ -92,7 +104,9 @@ class Server:
                     task_status.started(self)
                     await _wait_for_signal()
                     event(log, logging.INFO, "shutting down")
-                    await shut_down_mqtt(mqtt, SHUTDOWN_GRACE)
+                    async with trio.open_nursery() as closing:
+                        closing.start_soon(shut_down_mqtt, mqtt, SHUTDOWN_GRACE)
+                        closing.start_soon(shut_down_amqp, amqp, SHUTDOWN_GRACE)
                     listeners.cancel_scope.cancel()
                 await self.store.sync()
                 core.cancel_scope.cancel()
@@ -101,7 +115,7 @@ class Server:
                 await self.store.close()
             event(log, logging.INFO, "stopped")
 
-    async def _listen(self, nursery: trio.Nursery, mqtt: MQTTFrontEnd) -> None:
+    async def _listen(self, nursery: trio.Nursery, mqtt: MQTTFrontEnd, amqp: AMQPFrontEnd) -> None:
         interval = self.config.mqtt.read_coalesce_us / 1e6
         ticker = Ticker(interval) if interval else None
         if ticker is not None:
@@ -113,6 +127,13 @@ class Server:
         await self._open("mqtt", mqtt_handler, nursery, tls_context=None)
         if self.config.listener("mqtts") is not None:
             await self._open("mqtts", mqtt_handler, nursery, tls_context=self._tls_context())
+
+        async def amqp_handler(stream: trio.abc.Stream, peer: str, loopback: bool) -> None:
+            await serve_amqp(amqp, stream, peer=peer, peer_loopback=loopback)
+
+        await self._open("amqp", amqp_handler, nursery, tls_context=None)
+        if self.config.listener("amqps") is not None:
+            await self._open("amqps", amqp_handler, nursery, tls_context=self._tls_context())
 
     def _tls_context(self) -> ssl.SSLContext:
         cfg = self.config.tls

@@ -224,9 +224,11 @@ class VHost:
         arguments: dict[str, Any] | None = None,
         passive: bool = False,
         owner: object = None,
+        reserved: bool = False,
     ) -> Queue:
         """Declare a queue.  ``exclusive_owner`` makes it exclusive to that connection;
-        ``owner`` is who asks (for the exclusivity check of existing queues)."""
+        ``owner`` is who asks (for the exclusivity check of existing queues); ``reserved``
+        allows a server-generated name under ``amq.``."""
         existing = self.queues.get(name)
         if existing is not None:
             requester = exclusive_owner if exclusive_owner is not None else owner
@@ -248,7 +250,7 @@ class VHost:
             return existing
         if passive:
             raise NotFound(f"no queue '{name}' in vhost '{self.name}'")
-        if name.startswith("amq."):
+        if name.startswith("amq.") and not reserved:
             raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'")
         queue = make_queue(
             self,

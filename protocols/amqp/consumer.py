@@ -1,0 +1,84 @@
+"""The core's view of an AMQP consumer (basic.consume) and of basic.get's deliveries."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from broker.message import Message
+    from broker.queues import Queue
+    from protocols.amqp.channel import Channel
+
+
+class AMQPConsumer:
+    """One basic.consume: the queue asks ``ready`` before each delivery, so prefetch
+    (per consumer and per channel), channel.flow and the connection's output buffer all
+    hold deliveries back here."""
+
+    __slots__ = (
+        "channel",
+        "tag",
+        "wire_tag",
+        "queue",
+        "no_ack",
+        "exclusive",
+        "prefetch",
+        "priority",
+        "unacked",
+    )
+
+    def __init__(
+        self,
+        channel: Channel,
+        tag: str,
+        queue: Queue,
+        *,
+        no_ack: bool,
+        exclusive: bool,
+        prefetch: int,
+        priority: int,
+    ) -> None:
+        self.channel = channel
+        self.tag = tag
+        self.wire_tag = bytes((len(tag.encode()),)) + tag.encode()
+        self.queue = queue
+        self.no_ack = no_ack
+        self.exclusive = exclusive
+        self.prefetch = prefetch
+        self.priority = priority
+        self.unacked = 0
+
+    def ready(self) -> bool:
+        channel = self.channel
+        if not channel.deliverable():
+            return False
+        if self.no_ack:
+            return True
+        if self.prefetch and self.unacked >= self.prefetch:
+            return False
+        return not channel.global_prefetch or channel.unacked_count < channel.global_prefetch
+
+    def deliver(self, queue: Queue, message: Message, seq: int, redelivered: bool) -> bool:
+        return self.channel.deliver(self, queue, message, seq, redelivered)
+
+    def queue_deleted(self, queue: Queue) -> None:
+        self.channel.cancelled_by_server(self)
+
+
+class Getter:
+    """Stands for a channel's basic.get deliveries awaiting ack (never in a queue's
+    consumer list, so the queue never dispatches to it)."""
+
+    __slots__ = ("channel",)
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def ready(self) -> bool:
+        return False
+
+    def deliver(self, queue: Queue, message: Message, seq: int, redelivered: bool) -> bool:
+        raise AssertionError("basic.get is never dispatched to")
+
+    def queue_deleted(self, queue: Queue) -> None:
+        return None

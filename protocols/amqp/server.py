@@ -1,0 +1,160 @@
+"""The thin trio adapter: drives an ``AMQPConnection`` from a byte stream.
+
+Per connection, a nursery holds the reading loop (this task), a writer task that sends
+the connection's outbox whenever it has bytes, and, once heartbeats are negotiated, a
+heartbeat task.  A read's frames are handled together; when they routed messages to
+durable storage the reader awaits the store once (group commit) before the confirms go
+out.  Publishers pause between reads while the core's flow control says a consumer is
+backlogged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import trio
+
+from broker.log import event
+from protocols.amqp.codec import HEARTBEAT_FRAME
+from protocols.amqp.connection import OPEN, AMQPConnection
+from protocols.amqp.frontend import AMQPFrontEnd
+
+log = logging.getLogger("broker.amqp")
+
+RECEIVE_SIZE = 1 << 16
+#: Seconds a client has to complete the handshake up to connection.open-ok.
+HANDSHAKE_TIMEOUT = 10.0
+#: Seconds a closing connection waits for the peer's close-ok, and to flush its output.
+CLOSE_TIMEOUT = 3.0
+#: A peer that accepts none of our bytes for this long is dropped.
+SEND_TIMEOUT = 60.0
+
+
+class _Writer:
+    """Sends the connection's outbox; woken by ``requested``, ended by ``finish``."""
+
+    def __init__(self, stream: trio.abc.Stream, conn: AMQPConnection) -> None:
+        self._stream = stream
+        self._conn = conn
+        self._wakeup = trio.Event()
+        self._finishing = False
+        self.sent_at = trio.current_time()
+
+    def requested(self) -> None:
+        self._wakeup.set()
+
+    def finish(self) -> None:
+        """Send what is queued, then stop."""
+        self._finishing = True
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        conn = self._conn
+        while True:
+            await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            while conn.outbox:
+                data = conn.take_output()
+                with trio.fail_after(SEND_TIMEOUT):
+                    await self._stream.send_all(data)
+                self.sent_at = trio.current_time()
+                conn.output_drained()
+            if self._finishing:
+                return
+
+
+async def _heartbeats(writer: _Writer, conn: AMQPConnection) -> None:
+    """Send a heartbeat whenever nothing else went out for half the negotiated interval
+    (checked every quarter interval)."""
+    half = conn.heartbeat / 2
+    while True:
+        await trio.sleep(half / 2)
+        if trio.current_time() - writer.sent_at >= half and not conn.closing:
+            conn.write(HEARTBEAT_FRAME)
+
+
+async def _read(stream: trio.abc.Stream, conn: AMQPConnection, writer: _Writer) -> None:
+    """Read and handle frames until the connection closes, the peer goes quiet past its
+    deadline (handshake, heartbeats, close-ok), or EOF."""
+    async with trio.open_nursery() as beats:
+        try:
+            await _read_loop(stream, conn, beats, writer)
+        finally:
+            beats.cancel_scope.cancel()
+
+
+async def _read_loop(
+    stream: trio.abc.Stream, conn: AMQPConnection, beats: trio.Nursery, writer: _Writer
+) -> None:
+    store = conn.broker.store
+    flow = conn.vhost.flow
+    front = conn.front
+    deadline = trio.current_time() + HANDSHAKE_TIMEOUT
+    beating = False
+    while not conn.closed:
+        if conn.state == OPEN:
+            if conn.heartbeat and not beating:
+                beating = True
+                beats.start_soon(_heartbeats, writer, conn)
+            deadline = trio.current_time() + conn.heartbeat * 2 if conn.heartbeat else math.inf
+        elif conn.closing:
+            deadline = min(deadline, trio.current_time() + CLOSE_TIMEOUT)
+        with trio.move_on_at(deadline) as timer:
+            data = await stream.receive_some(RECEIVE_SIZE)
+        if timer.cancelled_caught:
+            if conn.state == OPEN:
+                event(log, logging.INFO, "amqp missed heartbeats", peer=conn.peer)
+            return
+        if not data:
+            return
+        conn.receive(data)
+        if conn.end_of_batch():
+            await store.sync()
+            conn.synced()
+        if conn.publisher and not front.unblocked.is_set():
+            await front.unblocked.wait()  # a resource alarm: publishers wait it out
+        if flow.backlogged and conn.state == OPEN:
+            await flow.wait()
+
+
+async def serve(
+    front: AMQPFrontEnd, stream: trio.abc.Stream, *, peer: str, peer_loopback: bool
+) -> None:
+    """Run one AMQP connection until it ends; never raises for the peer's faults."""
+    conn = AMQPConnection(front, peer=peer, peer_loopback=peer_loopback)
+    try:
+        async with trio.open_nursery() as nursery:
+            writer = _Writer(stream, conn)
+            conn.on_output = writer.requested
+            nursery.start_soon(writer.run)
+            try:
+                await _read(stream, conn, writer)
+            finally:
+                # release queues and consumers while the nursery is open (trio checkpoints
+                # after it closes, and deliveries must not find this connection then)
+                conn.connection_lost()
+            writer.finish()
+            nursery.cancel_scope.deadline = trio.current_time() + CLOSE_TIMEOUT
+    except* (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+        event(log, logging.DEBUG, "amqp connection dropped", peer=peer)
+    except* Exception:
+        log.exception("amqp connection failed", extra={"fields": {"peer": peer}})
+    finally:
+        conn.connection_lost()
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await stream.aclose()
+        if not front.connections and front.on_idle is not None:
+            front.on_idle()
+
+
+async def shut_down(front: AMQPFrontEnd, timeout: float) -> None:
+    """Close every AMQP connection (connection.close 320) and wait, up to ``timeout``, for
+    them to finish."""
+    idle = trio.Event()
+    front.on_idle = idle.set
+    for conn in list(front.connections):
+        conn.shut_down()
+    if front.connections:
+        with trio.move_on_after(timeout):
+            await idle.wait()
