@@ -155,6 +155,8 @@ class UserDB:
         self.allow_anonymous = allow_anonymous
         self.guest_loopback_only = guest_loopback_only
         self.on_change: Callable[[str, dict | None], None] | None = None
+        #: bumped on every change, so connections can cache permission verdicts
+        self.version = 0
         self._users: dict[str, User] = {}
         # (user, salt, keyed hash of password) of recent successful PLAIN checks. The
         # salt changes with the password, so a password change invalidates entries.
@@ -167,8 +169,10 @@ class UserDB:
         """Replace all users from store records (no on_change: they came from there)."""
         self._users = {name: User.from_record(r) for name, r in records.items()}
         self._verified.clear()
+        self.version += 1
 
     def _changed(self, name: str) -> None:
+        self.version += 1
         if self.on_change is not None:
             user = self._users.get(name)
             self.on_change(name, None if user is None else user.to_record())

@@ -31,6 +31,7 @@ PROPERTY_NAMES = (
     "type",
     "user_id",
     "app_id",
+    "cluster_id",
 )
 
 _ids = itertools.count(1)

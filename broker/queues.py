@@ -14,6 +14,7 @@ confirms, so confirms always follow the fsync.
 from __future__ import annotations
 
 import bisect
+import datetime
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
@@ -472,11 +473,13 @@ class Queue:
                     "count": 1,
                     "reason": reason,
                     "queue": self.name,
-                    "time": int(time.time()),
+                    "time": datetime.datetime.fromtimestamp(int(time.time()), datetime.UTC),
                     "exchange": message.exchange,
                     "routing-keys": [message.routing_key],
                 },
             )
+            if properties.expiration is not None:
+                deaths[0]["original-expiration"] = properties.expiration
         headers["x-death"] = deaths
         headers.setdefault("x-first-death-reason", reason)
         headers.setdefault("x-first-death-queue", self.name)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands
 
 from broker.errors import BrokerError
+from broker.exchanges import EXCHANGE_TYPES
 from broker.message import Message, Properties
 from broker.topics import key_to_mqtt
 from broker.vhost import PublishResult
@@ -28,7 +29,7 @@ from protocols.amqp.codec import (
     ContentHeader,
 )
 from protocols.amqp.consumer import AMQPConsumer, Getter
-from protocols.amqp.mapping import properties_block_of, properties_from_block
+from protocols.amqp.mapping import keep_block, properties_block_of, properties_from_block
 
 if TYPE_CHECKING:
     from broker.queues import Queue
@@ -58,12 +59,13 @@ class Delivery:
 class PendingPublish:
     """basic.publish whose content is still arriving."""
 
-    __slots__ = ("method", "body_size", "properties", "parts", "received")
+    __slots__ = ("method", "body_size", "properties", "block", "parts", "received")
 
     def __init__(self, method: codec.Publish) -> None:
         self.method = method
         self.body_size = -1  # until the content header
         self.properties: Properties | None = None
+        self.block = b""
         self.parts: list[bytes] = []
         self.received = 0
 
@@ -152,9 +154,10 @@ class Channel:
             )
         content.body_size = header.body_size
         content.properties = properties_from_block(header.properties)
+        content.block = header.properties
         if not header.body_size:
             self.content = None
-            self._publish(content.method, content.properties, b"")
+            self._publish(content.method, content.properties, content.block, b"")
 
     def body(self, payload: bytes) -> None:
         content = self.content
@@ -167,13 +170,13 @@ class Channel:
             self.content = None
             body = b"".join((*content.parts, payload)) if content.parts else payload
             assert content.properties is not None
-            self._publish(content.method, content.properties, bytes(body))
+            self._publish(content.method, content.properties, content.block, bytes(body))
         else:
             content.parts.append(payload)
 
     # -- publishing ---------------------------------------------------------------------
 
-    def _publish(self, method: codec.Publish, props: Properties, body: bytes) -> None:
+    def _publish(self, method: codec.Publish, props: Properties, block: bytes, body: bytes) -> None:
         conn = self.conn
         vhost = conn.vhost
         exchange_name = method.exchange
@@ -207,10 +210,13 @@ class Channel:
                 raise ChannelError(PRECONDITION_FAILED, "fast reply consumer does not exist", index)
             props = props.copy()
             props.reply_to = self.reply_queue.name
+            block = b""
         expires_at = None
         if props.expiration is not None:
             expires_at = time.time() + _expiration_ms(props.expiration, index) / 1000
         message = Message(exchange_name, routing_key, body, props, expires_at, conn, conn.username)
+        if block:
+            keep_block(message, block)
         if self.transactional:
             self.tx_publishes.append((message, method.mandatory))
             return
@@ -327,6 +333,10 @@ class Channel:
 
     def _exchange_declare(self, m: commands.Exchange.Declare) -> None:
         conn = self.conn
+        if not m.passive and m.exchange_type not in EXCHANGE_TYPES:
+            raise AMQPError(
+                codec.COMMAND_INVALID, f"unknown exchange type '{m.exchange_type}'", m.index
+            )
         if not m.passive:
             conn.check("configure", m.exchange, m.index)
             alternate = (m.arguments or {}).get("alternate-exchange")
@@ -570,33 +580,36 @@ class Channel:
         self._ack(m.delivery_tag, m.multiple, m.index)
 
     def _ack(self, tag: int, multiple: bool, index: int) -> None:
-        deliveries = self._take(tag, multiple, index)
-        if self.transactional:
-            self.tx_acks.append(lambda: self._settle(deliveries, lambda q, s: q.ack(s)))
-        else:
-            self._settle(deliveries, lambda q, s: q.ack(s))
+        self._settle_later_or_now(tag, multiple, index, None)
 
     def _nack(self, m: commands.Basic.Nack) -> None:
-        self._reject_many(self._take(m.delivery_tag, m.multiple, m.index), m.requeue)
+        self._settle_later_or_now(m.delivery_tag, m.multiple, m.index, m.requeue)
 
     def _reject(self, m: commands.Basic.Reject) -> None:
-        self._reject_many(self._take(m.delivery_tag, False, m.index), m.requeue)
+        self._settle_later_or_now(m.delivery_tag, False, m.index, m.requeue)
 
-    def _reject_many(self, deliveries: list[Delivery], requeue: bool) -> None:
-        def settle() -> None:
-            if requeue:
-                self._requeue(deliveries)
-            else:
-                self._settle(deliveries, lambda q, s: q.reject(s, False))
+    def _settle_later_or_now(
+        self, tag: int, multiple: bool, index: int, requeue: bool | None
+    ) -> None:
+        """ack (``requeue`` None), nack or reject; in a transaction it takes effect at
+        commit, the tag checked now."""
+        if not self.transactional:
+            self._apply(self._take(tag, multiple, index), requeue)
+            return
+        self._tags(tag, multiple, index)
+        self.tx_acks.append(lambda: self._apply(self._take(tag, multiple, index), requeue))
 
-        if self.transactional:
-            self.tx_acks.append(settle)
+    def _apply(self, deliveries: list[Delivery], requeue: bool | None) -> None:
+        if requeue is None:
+            self._settle(deliveries, lambda q, s: q.ack(s))
+        elif requeue:
+            self._requeue(deliveries)
         else:
-            settle()
+            self._settle(deliveries, lambda q, s: q.reject(s, False))
 
-    def _take(self, tag: int, multiple: bool, index: int) -> list[Delivery]:
-        """Remove and return the deliveries an ack/nack/reject names; an unknown tag is a
-        channel error (406)."""
+    def _tags(self, tag: int, multiple: bool, index: int) -> list[int]:
+        """The unacked delivery tags an ack/nack/reject names; an unknown tag is a channel
+        error (406)."""
         unacked = self.unacked
         if multiple:
             tags = [t for t in unacked if t <= tag] if tag else list(unacked)
@@ -606,7 +619,12 @@ class Channel:
             tags = []
         if not tags and (tag or not multiple):
             raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {tag}", index)
-        taken = [unacked.pop(t) for t in tags]
+        return tags
+
+    def _take(self, tag: int, multiple: bool, index: int) -> list[Delivery]:
+        """Remove and return the deliveries an ack/nack/reject names."""
+        unacked = self.unacked
+        taken = [unacked.pop(t) for t in self._tags(tag, multiple, index)]
         for delivery in taken:
             consumer = delivery.consumer
             if type(consumer) is AMQPConsumer:

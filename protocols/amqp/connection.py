@@ -89,6 +89,8 @@ class AMQPConnection:
         self._after_sync: list[bytes] = []
         self._claimed = False
         self._counted = False
+        self._verdicts: dict[tuple[str, str], bool] = {}
+        self._verdicts_version = -1
         #: a basic.publish was handled: resource alarms pause this connection's reading
         self.publisher = False
         self._told_blocked = False
@@ -326,9 +328,20 @@ class AMQPConnection:
     # -- permissions --------------------------------------------------------------------
 
     def check(self, kind: str, resource: str, index: int) -> None:
-        """RabbitMQ's configure/write/read check on a resource name (403 when refused)."""
-        assert self.user is not None
-        if not auth.can(self.user, self.vhost.name, kind, resource):
+        """RabbitMQ's configure/write/read check on a resource name (403 when refused).
+        Verdicts are cached until the user database changes: publishers ask per message."""
+        users = self.broker.users
+        if self._verdicts_version != users.version:
+            self._verdicts.clear()
+            self._verdicts_version = users.version
+            self.user = users.get(self.username)
+        key = (kind, resource)
+        allowed = self._verdicts.get(key)
+        if allowed is None:
+            user = self.user
+            allowed = user is not None and auth.can(user, self.vhost.name, kind, resource)
+            self._verdicts[key] = allowed
+        if not allowed:
             what = "exchange" if kind != "configure" else "resource"
             raise ChannelError(
                 ACCESS_REFUSED,

@@ -10,12 +10,16 @@ encode a message's block once and keep it in the message's cache for every consu
 from __future__ import annotations
 
 import datetime
+import logging
 from typing import Any
 
 from pamqp import commands
 
+from broker.log import event
 from broker.message import EMPTY_PROPERTIES, Message, Properties
 from protocols.amqp.codec import decode_properties
+
+log = logging.getLogger("broker.amqp")
 
 #: Decoded property blocks remembered per process (a bounded memo, cleared when full).
 MEMO_SIZE = 1024
@@ -55,6 +59,7 @@ def core_properties(wire: commands.Basic.Properties) -> Properties:
         "type": wire.message_type,
         "user_id": wire.user_id,
         "app_id": wire.app_id,
+        "cluster_id": wire.cluster_id or None,
     }
     if not any(v is not None for v in values.values()):
         return EMPTY_PROPERTIES
@@ -65,7 +70,7 @@ def wire_properties(props: Properties) -> commands.Basic.Properties:
     timestamp = None
     if props.timestamp is not None:
         timestamp = datetime.datetime.fromtimestamp(props.timestamp, datetime.UTC)
-    return commands.Basic.Properties(
+    wire = commands.Basic.Properties(
         content_type=props.content_type,
         content_encoding=props.content_encoding,
         headers=_wire_table(props.headers) if props.headers else None,
@@ -80,6 +85,9 @@ def wire_properties(props: Properties) -> commands.Basic.Properties:
         user_id=props.user_id,
         app_id=props.app_id,
     )
+    # deprecated, and refused by pamqp's validation, but RabbitMQ passes it on: so do we
+    wire.cluster_id = props.cluster_id
+    return wire
 
 
 def _wire_table(table: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +106,12 @@ def _wire_value(value: Any) -> Any:
     return value
 
 
+def keep_block(message: Message, block: bytes) -> None:
+    """A message published over AMQP is delivered with its property block as received:
+    byte for byte, field types included, and without encoding it again."""
+    message.cache = {_CACHE_KEY: bytes(block)}
+
+
 def properties_block_of(message: Message) -> bytes:
     """The encoded property block for delivering ``message``, encoded once per message."""
     cache = message.cache
@@ -106,6 +120,15 @@ def properties_block_of(message: Message) -> bytes:
     block = cache.get(_CACHE_KEY)
     if block is None:
         props = message.properties
-        block = _EMPTY_BLOCK if props is EMPTY_PROPERTIES else wire_properties(props).marshal()
+        if props is EMPTY_PROPERTIES:
+            block = _EMPTY_BLOCK
+        else:
+            try:
+                block = wire_properties(props).marshal()
+            except (TypeError, ValueError) as exc:  # a header value AMQP has no type for
+                event(log, logging.WARNING, "amqp headers dropped", error=str(exc))
+                props = props.copy()
+                props.headers = None
+                block = wire_properties(props).marshal()
         cache[_CACHE_KEY] = block
     return block

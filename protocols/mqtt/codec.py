@@ -122,7 +122,8 @@ class Publish:
     properties: dict = field(default_factory=dict)
     #: the packet as received, for a 3.x QoS 0 or 1 publish without flags: what a subscriber
     #: of the same protocol level and QoS is sent (QoS 1: with its own packet id), so the
-    #: broker forwards it instead of encoding it again
+    #: broker forwards it instead of encoding it again; for an MQTT 5 QoS 0 publish, what
+    #: a subscriber whose encoding of topic and properties is byte for byte the same gets
     raw: bytes | None = field(default=None, compare=False, repr=False)
 
 
@@ -598,6 +599,8 @@ class Decoder:
         self._error: MQTTError | None = None
         self.topics: dict[bytes, str] = {}
         self.property_blocks: dict[bytes, Mapping] = {}
+        #: MQTT 5 QoS 0 PUBLISH topic and property bytes seen in a row -> (topic, properties)
+        self.publish_heads: dict[bytes, tuple[str, Mapping]] = {}
 
     def feed(self, data: bytes) -> list[Packet]:
         """Return every packet completed by data; keep any partial packet for later."""
@@ -630,6 +633,7 @@ class Decoder:
         v3 = self.protocol_level != 5
         topics = self.topics
         blocks = self.property_blocks
+        heads = self.publish_heads
         while pos < n:
             b0 = buf[pos]
             if errors[b0] is not None:
@@ -673,8 +677,18 @@ class Decoder:
                     continue
             elif b0 == 0x30 or b0 == 0x32:
                 # MQTT 5 QoS 0/1 PUBLISH without flags, inline when its topic (or an empty
-                # one, for an alias) and its property block are ones already decoded
+                # one, for an alias) and its property block are ones already decoded; for
+                # QoS 0 first by the two together, as a stream repeats them packet by packet
                 stop = start + 2 + (buf[start] << 8 | buf[start + 1]) if end > start + 1 else end
+                if b0 == 0x30 and stop < end and buf[stop] < 0x80:
+                    props_end = stop + 1 + buf[stop]
+                    head = heads.get(buf[start:props_end]) if props_end <= end else None
+                    if head is not None:
+                        payload = buf[props_end:end]
+                        raw = buf[pos:end]
+                        append(Publish(head[0], payload, 0, False, False, None, head[1], raw))
+                        pos = end
+                        continue
                 raw_topic = buf[start + 2 : stop]
                 topic = None if stop > end else topics.get(raw_topic) if raw_topic else ""
                 packet_id = None
@@ -693,7 +707,14 @@ class Decoder:
                     ):
                         qos = b0 >> 1 & 1
                         payload = buf[props_end:end]
-                        append(Publish(topic, payload, qos, False, False, packet_id, properties))
+                        raw = None
+                        if not qos:
+                            raw = buf[pos:end]
+                            if len(heads) < PROPERTY_CACHE_SIZE:
+                                heads[buf[start:props_end]] = (topic, properties)
+                        append(
+                            Publish(topic, payload, qos, False, False, packet_id, properties, raw)
+                        )
                         pos = end
                         continue
             elif b0 == 0x40 and length == 2:  # PUBACK, the other hot packet

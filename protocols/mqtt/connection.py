@@ -27,6 +27,7 @@ from protocols.mqtt.mapping import encode_qos, encode_qos0, message_from_publish
 from protocols.mqtt.mapping5 import (
     build_publish,
     encode_publish5,
+    inbound_template,
     message_from_publish5,
     messages_from_publish5,
     publish_template,
@@ -546,6 +547,10 @@ class MQTTConnection:
             if level5:
                 payloads = [packets[i].payload for i in range(index, end)]
                 messages = messages_from_publish5(topic, payloads, qos, properties, self, user)
+                if first.raw is not None:  # QoS 0: a subscriber encoding alike gets it as is
+                    template = inbound_template(first.raw)
+                    for offset, message in enumerate(messages, index):
+                        message.cache = {template: packets[offset].raw}
             else:
                 messages = [
                     message_from_publish(topic, packets[i].payload, qos, self, user, packets[i].raw)

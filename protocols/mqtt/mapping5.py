@@ -23,7 +23,7 @@ from typing import Any
 from broker.message import Message, Properties
 from broker.topics import TOPIC_EXCHANGE, key_to_mqtt, mqtt_to_key
 from protocols.mqtt.codec import encode_publish_block
-from protocols.mqtt.properties import encode_property_items, encode_varint
+from protocols.mqtt.properties import encode_property_items, encode_varint, read_varint
 
 #: Entries of the memos below: property mappings seen recently, and their encodings.
 MEMO_SIZE = 1024
@@ -77,6 +77,16 @@ def messages_from_publish5(
         Message(TOPIC_EXCHANGE, key, payload, core, expires_at, origin, publisher, extra, topic)
         for payload in payloads
     ]
+
+
+def inbound_template(raw: bytes) -> tuple[bytes, bytes]:
+    """A received MQTT 5 QoS 0 PUBLISH's (topic with its length, property block with its
+    length): the ``publish_template`` a subscriber must have for the packet itself to be
+    what it is sent."""
+    _, pos = read_varint(raw, 1, len(raw))
+    topic_end = pos + 2 + (raw[pos] << 8 | raw[pos + 1])
+    length, props_start = read_varint(raw, topic_end, len(raw))
+    return raw[pos:topic_end], raw[topic_end : props_start + length]
 
 
 def _core_properties(

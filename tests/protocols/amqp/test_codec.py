@@ -29,7 +29,12 @@ from protocols.amqp.codec import (
     FrameDecoder,
     Publish,
 )
-from protocols.amqp.mapping import core_properties, properties_from_block, wire_properties
+from protocols.amqp.mapping import (
+    core_properties,
+    properties_block_of,
+    properties_from_block,
+    wire_properties,
+)
 
 
 def decoder() -> FrameDecoder:
@@ -176,6 +181,7 @@ def test_every_property_round_trips_through_the_core_and_the_store() -> None:
         user_id="alice",
         app_id="tests",
     )
+    wire.cluster_id = "cluster-1"  # deprecated; pamqp refuses it in the constructor
     core = core_properties(wire)
     stored = decode_message(encode_message(Message("ex", "rk", b"x", core)))
     again = wire_properties(stored.properties)
@@ -218,3 +224,9 @@ def test_mutated_valid_frames_only_ever_raise_codec_errors(data: st.DataObject) 
                 properties_from_block(payload.properties)
     except AMQPError:
         pass
+
+
+def test_a_header_value_amqp_cannot_carry_drops_the_headers_not_the_delivery() -> None:
+    message = Message("ex", "rk", b"x", Properties(headers={"odd": object()}, app_id="a"))
+    block = properties_block_of(message)
+    assert core_properties(codec.decode_properties(block)) == Properties(app_id="a")
