@@ -1,1 +1,1 @@
-"""Load generator and side-by-side MQTT benchmarks against peer brokers."""
+"""Load generators and side-by-side MQTT and AMQP benchmarks against peer brokers."""

@@ -4,6 +4,8 @@ Each worker connects (and subscribes), reports ``ready``, waits for the timeline
 ``(t0, t_start, t_end)`` in ``time.monotonic_ns`` (system-wide, so comparable across
 processes), runs, and reports a result dict.  Publishers send from ``t0`` to ``t_end``;
 subscribers count what arrives in ``[t_start, t_end)``.  Everything is bounded in time.
+:class:`Fleet` runs any :class:`Worker`: these MQTT jobs and the AMQP ones of
+:mod:`benchmarks.amqpload`, side by side in one flow if need be.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import socket
 import struct
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 from benchmarks import wire
 
@@ -51,6 +54,17 @@ class Job:
     count: int = 0
     version: int = 4
 
+    def run(self, conn: Connection) -> None:
+        _main(conn, self)
+
+
+class Worker(Protocol):
+    """A job that runs in its own process, talking to the runner over ``conn``."""
+
+    name: str
+
+    def run(self, conn: Connection) -> None: ...
+
 
 Result = dict[str, Any]
 Timeline = tuple[int, int, int]
@@ -62,9 +76,25 @@ def raise_nofile() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _cpu() -> float:
+def cpu_time() -> float:
     t = os.times()
     return t.user + t.system
+
+
+def start_signal(conn: Connection) -> Timeline:
+    """Report ``ready`` and wait for the runner's timeline."""
+    conn.send(("ready", None))
+    if not conn.poll(READY_TIMEOUT):
+        raise TimeoutError("no start signal")
+    return conn.recv()
+
+
+def measured(run: Callable[[], Result]) -> Result:
+    """``run()``'s result plus the worker's CPU use over it, in cores."""
+    cpu, wall = cpu_time(), time.monotonic()
+    result = run()
+    result["cpu"] = (cpu_time() - cpu) / (time.monotonic() - wall)
+    return result
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -114,7 +144,7 @@ def _subscribe(sock: socket.socket, topic_filter: str, qos: int, version: int) -
         raise ConnectionError(f"SUBACK refused: {suback.hex()}")
 
 
-def _wait_until(t: int) -> None:
+def wait_until(t: int) -> None:
     delay = (t - time.monotonic_ns()) / 1e9
     if delay > 0:
         time.sleep(delay)
@@ -129,7 +159,7 @@ def _flood(socks: list[socket.socket], job: Job, tl: Timeline) -> Result:
         batch = wire.Batch(topic, 0, count, i, version=job.version)
         sock.setblocking(False)
         sel.register(sock, selectors.EVENT_WRITE, [batch, 0, len(batch.buf)])  # no, off
-    _wait_until(t0)
+    wait_until(t0)
     sent = 0
     while (now := time.monotonic_ns()) < t_end:
         for key, _ in sel.select(0.1):
@@ -157,7 +187,7 @@ def _windowed(sock: socket.socket, job: Job, tl: Timeline) -> Result:
         wire.Batch(job.topics[0], 1, size, 0, first_packet_id=k * size + 1, version=job.version)
         for k in range(max(1, job.window // size))
     ]
-    _wait_until(t0)
+    wait_until(t0)
     sock.settimeout(0.2)
     sent = acked = 0
     counter = wire.AckCounter()
@@ -187,7 +217,7 @@ def _paced(sock: socket.socket, job: Job, tl: Timeline) -> Result:
     counter = wire.AckCounter()
     poller = select.poll()
     poller.register(sock, select.POLLIN)
-    _wait_until(t0)
+    wait_until(t0)
     while (now := time.monotonic_ns()) < t_end:
         if job.qos and poller.poll(0):
             acked = counter.feed(sock.recv(RECV_BYTES))
@@ -287,20 +317,15 @@ def _main(conn: Connection, job: Job) -> None:
                 _subscribe(sock, topic, job.qos, job.version)
             elif job.version == wire.MQTT5:
                 sock.sendall(wire.alias_setup(topic, i))
-        conn.send(("ready", None))
-        if not conn.poll(READY_TIMEOUT):
-            raise TimeoutError("no start signal")
-        tl: Timeline = conn.recv()
-        cpu, wall = _cpu(), time.monotonic()
+        tl = start_signal(conn)
         if job.kind == "sub":
-            result = _subscriber(socks, job, tl)
+            result = measured(lambda: _subscriber(socks, job, tl))
         elif job.rate:
-            result = _paced(socks[0], job, tl)
+            result = measured(lambda: _paced(socks[0], job, tl))
         elif job.qos:
-            result = _windowed(socks[0], job, tl)
+            result = measured(lambda: _windowed(socks[0], job, tl))
         else:
-            result = _flood(socks, job, tl)
-        result["cpu"] = (_cpu() - cpu) / (time.monotonic() - wall)
+            result = measured(lambda: _flood(socks, job, tl))
         conn.send(("result", result))
         for sock in socks:
             sock.close()
@@ -326,12 +351,12 @@ class Fleet:
                 proc.join()
             conn.close()
 
-    def start(self, jobs: list[Job]) -> list[Any]:
+    def start(self, jobs: Sequence[Worker]) -> list[Any]:
         """Start a worker per job and wait for each one's ``ready`` value."""
         new = []
         for job in jobs:
             parent, child = self._ctx.Pipe()
-            proc = self._ctx.Process(target=_main, args=(child, job), daemon=True)
+            proc = self._ctx.Process(target=job.run, args=(child,), daemon=True)
             proc.start()
             child.close()
             new.append((proc, parent))

@@ -18,7 +18,7 @@ import sys
 from benchmarks import wire
 
 
-class _Client:
+class MqttClient:
     def __init__(self) -> None:
         self.buf = b""
         self.packet_size = 0  # set on the first steady PUBLISH: from then on, a publisher
@@ -27,7 +27,7 @@ class _Client:
         self.alias_bound = False
 
 
-def _handshake(sock: socket.socket, c: _Client, subscribers: set[socket.socket]) -> None:
+def handshake(sock: socket.socket, c: MqttClient, subscribers: set[socket.socket]) -> None:
     """Answer CONNECT/SUBSCRIBE packets at the head of the buffer until a PUBLISH."""
     while len(c.buf) >= 2 and c.buf[1] < 0x80:
         size = 2 + c.buf[1]
@@ -67,7 +67,7 @@ def serve(port: int) -> None:
             if key.fileobj is listener:
                 sock, _ = listener.accept()
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sel.register(sock, selectors.EVENT_READ, _Client())
+                sel.register(sock, selectors.EVENT_READ, MqttClient())
                 continue
             sock, c = key.fileobj, key.data
             try:
@@ -83,7 +83,7 @@ def serve(port: int) -> None:
                 continue
             c.buf += data
             if not c.packet_size:
-                _handshake(sock, c, subscribers)  # type: ignore[arg-type]
+                handshake(sock, c, subscribers)  # type: ignore[arg-type]
             if c.packet_size:
                 n = len(c.buf) // c.packet_size
                 end = n * c.packet_size

@@ -1,9 +1,7 @@
 """Minimal MQTT 3.1.1 and 5.0 encoding and a fast PUBLISH scanner for the load generator.
 
-Every benchmark message has a 64-byte payload: send time (``time.monotonic_ns``, 8 bytes),
-sequence number (8 bytes), publisher index (4 bytes), padding.  Batches of packets are
-encoded once; per batch only the time and sequence bytes are rewritten, column-wise with
-strided slice assignment, so no Python code runs per message.
+Every MQTT benchmark message has a 64-byte payload laid out as :mod:`benchmarks.batch`
+describes; batches of packets are encoded once and stamped column-wise per send.
 
 MQTT 5 publishers (``version=5``) put a user property and topic alias 1 in every PUBLISH:
 the connection's first one names the topic (:func:`alias_setup`), the rest have an empty
@@ -14,9 +12,10 @@ from __future__ import annotations
 
 import struct
 
+from benchmarks import batch
+from benchmarks.batch import TS_OFF
+
 PAYLOAD_SIZE = 64
-TS_OFF = 0  # payload offset of the send timestamp
-SEQ_OFF = 8  # payload offset of the sequence number
 PUBACK = 0x40
 MQTT5 = 5
 SUBSCRIBER_ALIASES = 1024
@@ -85,7 +84,7 @@ def steady_publish(topic: str, qos: int, packet_id: int, payload: bytes, version
 
 def payload(pub_index: int) -> bytes:
     """A payload with zero time and sequence, to be stamped before sending."""
-    return bytes(16) + struct.pack(">I", pub_index) + bytes(PAYLOAD_SIZE - 20)
+    return batch.payload(pub_index, PAYLOAD_SIZE)
 
 
 def packet_size(topic: str, qos: int, version: int = 4) -> int:
@@ -109,7 +108,7 @@ def pubacks(data: bytes, n: int, size: int, pid_off: int) -> bytes:
     return bytes(out)
 
 
-class Batch:
+class Batch(batch.Batch):
     """``count`` pre-encoded PUBLISH packets of equal size in one buffer."""
 
     def __init__(
@@ -121,28 +120,11 @@ class Batch:
         first_packet_id: int = 1,
         version: int = 4,
     ) -> None:
-        self.count = count
-        self.size = packet_size(topic, qos, version)
         body = payload(pub_index)
-        self.buf = bytearray(
-            b"".join(
-                steady_publish(topic, qos, first_packet_id + i, body, version) for i in range(count)
-            )
-        )
-        self.payload_off = self.size - PAYLOAD_SIZE
-        for i in range(count):  # low 16 bits of each sequence number: the index
-            off = i * self.size + self.payload_off + SEQ_OFF + 6
-            self.buf[off : off + 2] = (i & 0xFFFF).to_bytes(2, "big")
-
-    def stamp(self, ts: int, batch_no: int) -> bytearray:
-        """Write send time ``ts`` and sequence ``batch_no << 16 | index`` into every packet."""
-        self._column(self.payload_off + TS_OFF, ts.to_bytes(8, "big"))
-        self._column(self.payload_off + SEQ_OFF, batch_no.to_bytes(6, "big"))
-        return self.buf
-
-    def _column(self, off: int, value: bytes) -> None:
-        for j, byte in enumerate(value):
-            self.buf[off + j :: self.size] = bytes((byte,)) * self.count
+        packets = [
+            steady_publish(topic, qos, first_packet_id + i, body, version) for i in range(count)
+        ]
+        super().__init__(packets, payload_off=len(packets[0]) - PAYLOAD_SIZE)
 
 
 def _packet_at(data: bytes, pos: int) -> tuple[int, int] | None:

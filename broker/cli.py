@@ -123,7 +123,7 @@ def _config(args: argparse.Namespace):
 def _serve(args: argparse.Namespace) -> None:
     from broker.runtime import serve
 
-    serve(_config(args))
+    serve(_config(args), reload=lambda: _config(args))
 
 
 def _tags(text: str) -> list[str]:

@@ -18,7 +18,7 @@ from broker import sysinfo, tls
 from broker.acl import TopicACL
 from broker.alarms import ResourceMonitor, total_memory
 from broker.auth import UserDB
-from broker.config import Config
+from broker.config import Config, ConfigError
 from broker.core import Broker
 from broker.log import event, setup_logging
 from broker.store.sqlite import SqliteStore
@@ -60,8 +60,10 @@ def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType:
 
 
 class Server:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, reload: Callable[[], Config] | None = None) -> None:
+        """``reload`` reads the configuration again (SIGHUP)."""
         self.config = config
+        self._reload = reload
         self.data_dir = Path(config.store.data_dir)
         self.addresses: dict[str, tuple[str, int]] = {}
         self.store = SqliteStore(self.data_dir)
@@ -70,14 +72,34 @@ class Server:
             guest_loopback_only=config.auth.guest_loopback_only,
         )
         self.broker = Broker(self.store, self.users, TopicACL(config.acl))
-        self.broker.max_connections_per_user = config.limits.max_connections_per_user
+        self.broker.monitor = ResourceMonitor(self.broker.alarms, self.data_dir, 0, 0)
+        self._apply_limits(config)
+
+    def _apply_limits(self, config: Config) -> None:
+        """The settings that may change at run time (SIGHUP): connection and resource
+        limits."""
         limits = config.limits
-        self.broker.monitor = ResourceMonitor(
-            self.broker.alarms,
-            self.data_dir,
-            int(limits.memory_high_watermark * total_memory()),
-            limits.disk_free_limit_mb * 1_000_000,
-        )
+        self.broker.max_connections_per_user = limits.max_connections_per_user
+        monitor = self.broker.monitor
+        assert monitor is not None
+        monitor.memory_limit = int(limits.memory_high_watermark * total_memory())
+        monitor.disk_limit = limits.disk_free_limit_mb * 1_000_000
+
+    async def _reload_on_hangup(self) -> None:
+        """SIGHUP reads the config file again and applies its limits (other settings need
+        a restart), as Mosquitto reloads on SIGHUP."""
+        assert self._reload is not None
+        with trio.open_signal_receiver(signal.SIGHUP) as signals:
+            async for _ in signals:
+                try:
+                    config = self._reload()
+                except ConfigError as exc:
+                    event(log, logging.WARNING, "config reload failed", error=str(exc))
+                    continue
+                self._apply_limits(config)
+                assert self.broker.monitor is not None
+                self.broker.monitor.check()  # alarms follow the new limits before we say so
+                event(log, logging.INFO, "config reloaded")
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until SIGINT/SIGTERM (or cancellation), then shut down in order: stop
@@ -96,6 +118,8 @@ class Server:
                 async with trio.open_nursery() as listeners:
                     await self._listen(listeners, mqtt, amqp)
                     listeners.start_soon(mqtt_housekeeping, mqtt)
+                    if self._reload is not None:
+                        listeners.start_soon(self._reload_on_hangup)
                     if self.config.mqtt.sys_interval:
                         listeners.start_soon(
                             sysinfo.run, self.broker, self.config.mqtt.sys_interval
@@ -190,7 +214,7 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
-def serve(config: Config) -> None:
+def serve(config: Config, reload: Callable[[], Config] | None = None) -> None:
     setup_logging(config.log.level, config.log.format)
     tune_gc()
-    trio.run(Server(config).run)
+    trio.run(Server(config, reload).run)

@@ -127,7 +127,6 @@ class Channel:
             if method.immediate:
                 raise AMQPError(codec.NOT_IMPLEMENTED, "immediate=true", method.index)
             self.content = PendingPublish(method)
-            self.conn.publisher = True
             return
         if type(method) is codec.Ack:
             self._ack(method.delivery_tag, method.multiple, method.index)

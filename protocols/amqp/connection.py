@@ -91,8 +91,9 @@ class AMQPConnection:
         self._counted = False
         self._verdicts: dict[tuple[str, str], bool] = {}
         self._verdicts_version = -1
-        #: a basic.publish was handled: resource alarms pause this connection's reading
-        self.publisher = False
+        #: frames from a basic.publish on that arrived during a resource alarm: the adapter
+        #: reads no more until the alarm clears and ``resume`` handles them
+        self.held: list = []
         self._told_blocked = False
 
     # -- bytes in -----------------------------------------------------------------------
@@ -121,8 +122,21 @@ class AMQPConnection:
             return
         if self.state == AWAITING_HEADER:
             self._start()
-        for kind, number, payload in frames:
+        self._handle(frames)
+
+    def resume(self) -> None:
+        """The resource alarm has cleared: handle the frames held back."""
+        frames, self.held = self.held, []
+        self._handle(frames)
+
+    def _handle(self, frames: list) -> None:
+        unblocked = self.front.unblocked
+        for index, (kind, number, payload) in enumerate(frames):
             if self.state == CLOSED:
+                return
+            if type(payload) is codec.Publish and not unblocked.is_set():
+                # a resource alarm: publishes wait, and so does everything after them
+                self.held = frames[index:]
                 return
             try:
                 self._frame(kind, number, payload)
@@ -447,7 +461,8 @@ class AMQPConnection:
             self.state = CLOSED
             return
         self.write(codec.method_frame(0, exc.close_method(commands.Connection.Close)))
-        self.state = CLOSING
+        # after a framing error the stream cannot be trusted: no waiting for close-ok
+        self.state = CLOSED if exc.code == codec.FRAME_ERROR else CLOSING
         self.release()
 
     def shut_down(self) -> None:

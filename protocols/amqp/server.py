@@ -16,6 +16,7 @@ import math
 import trio
 
 from broker.log import event
+from broker.store.base import Store
 from protocols.amqp.codec import HEARTBEAT_FRAME
 from protocols.amqp.connection import OPEN, AMQPConnection
 from protocols.amqp.frontend import AMQPFrontEnd
@@ -109,13 +110,21 @@ async def _read_loop(
         if not data:
             return
         conn.receive(data)
-        if conn.end_of_batch():
-            await store.sync()
-            conn.synced()
-        if conn.publisher and not front.unblocked.is_set():
-            await front.unblocked.wait()  # a resource alarm: publishers wait it out
+        while conn.held:  # a publish during a resource alarm: read nothing until it clears
+            await settle(conn, store)
+            await front.unblocked.wait()
+            conn.resume()
+        await settle(conn, store)
         if flow.backlogged and conn.state == OPEN:
             await flow.wait()
+
+
+async def settle(conn: AMQPConnection, store: Store) -> None:
+    """Send the confirms of what was handled, after the store's sync when they wait for
+    it (one sync for the whole read: group commit)."""
+    if conn.end_of_batch():
+        await store.sync()
+        conn.synced()
 
 
 async def serve(

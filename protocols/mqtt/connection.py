@@ -31,6 +31,7 @@ from protocols.mqtt.mapping5 import (
     message_from_publish5,
     messages_from_publish5,
     publish_template,
+    share_key,
 )
 from protocols.mqtt.properties import TOPIC_ALIAS_INVALID
 from protocols.mqtt.reasons import (
@@ -114,8 +115,10 @@ class MQTTConnection:
         self.max_packet_out = MAX_PACKET
         self.topic_aliases: dict[int, str] = {}
         self.aliases_out: OutboundAliases | None = None
-        #: MQTT 5: the encoding of the last stream of messages sent (see publish_packet)
+        #: MQTT 5: the encoding of the last stream of messages sent (see publish_packet),
+        #: and the key its encodings are shared under in a message's cache
         self._stream: tuple | None = None
+        self.live_key: tuple | None = None
         self._backlogged = False
         self.flow = front.broker.flow
         self._decode_error: MQTTError | None = None
@@ -548,9 +551,9 @@ class MQTTConnection:
                 payloads = [packets[i].payload for i in range(index, end)]
                 messages = messages_from_publish5(topic, payloads, qos, properties, self, user)
                 if first.raw is not None:  # QoS 0: a subscriber encoding alike gets it as is
-                    template = inbound_template(first.raw)
+                    key = share_key(inbound_template(first.raw), topic)
                     for offset, message in enumerate(messages, index):
-                        message.cache = {template: packets[offset].raw}
+                        message.cache = {key: packets[offset].raw}
             else:
                 messages = [
                     message_from_publish(topic, packets[i].payload, qos, self, user, packets[i].raw)
@@ -737,7 +740,7 @@ class MQTTConnection:
                 cache = message.cache
                 if cache is None:
                     cache = message.cache = {}
-                key = (template, True) if retain else template
+                key = (self.live_key, True) if retain else self.live_key
                 data = cache.get(key)
                 if data is None:
                     data = cache[key] = build_publish(
@@ -751,6 +754,7 @@ class MQTTConnection:
             alias = self.aliases_out.assigned.get(topic, 0) if self.aliases_out else 0
             template = publish_template(message, "" if alias else topic, alias)
             self._stream = (message.properties, message.extra, topic, template)
+            self.live_key = share_key(template, topic)
         return data
 
     def _publish_packet5(

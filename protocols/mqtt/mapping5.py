@@ -30,6 +30,7 @@ MEMO_SIZE = 1024
 _MAPPED: dict[tuple[int, int], tuple[Mapping, tuple]] = {}
 _ENCODED: dict[tuple[int, int], tuple[Properties, dict | None, bytes]] = {}
 _TEMPLATES: dict[tuple, tuple[Properties, dict | None, tuple[bytes, bytes]]] = {}
+EMPTY_TOPIC = b"\x00\x00"
 #: Property identifiers the broker adds per subscriber.
 TOPIC_ALIAS_ID = b"\x23"
 SUBSCRIPTION_ID = b"\x0b"
@@ -77,6 +78,13 @@ def messages_from_publish5(
         Message(TOPIC_EXCHANGE, key, payload, core, expires_at, origin, publisher, extra, topic)
         for payload in payloads
     ]
+
+
+def share_key(template: tuple[bytes, bytes], topic: str) -> tuple:
+    """The key under which a message's cache keeps its encoding with ``template``.  Two
+    subscribers with equal templates get the same bytes; but an alias means a topic only
+    per connection, so an aliased template is shared only for the same topic."""
+    return (template, topic) if template[0] == EMPTY_TOPIC else template
 
 
 def inbound_template(raw: bytes) -> tuple[bytes, bytes]:

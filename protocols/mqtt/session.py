@@ -163,7 +163,18 @@ class Session:
                 data = cache.get(V3_LIVE) if cache is not None and not retain else None
                 conn.send_publish(data or encode_qos0(message, retain))
             else:
-                data = conn.publish_packet(message, 0, None, retain, False, ids)
+                # a stream's encoding for this client may be in the message's cache already
+                # (the publisher's own packet, or another subscriber's): skip the checks
+                cache = message.cache
+                data = None
+                if cache is not None and not retain and ids is None:
+                    data = cache.get(conn.live_key)
+                    if data is not None and (
+                        message.expires_at is not None or len(data) > conn.max_packet_out
+                    ):
+                        data = None
+                if data is None:
+                    data = conn.publish_packet(message, 0, None, retain, False, ids)
                 if data is not None:
                     conn.send_publish(data)
             return False

@@ -1,7 +1,9 @@
-"""Run the broker under test as a subprocess: ours (`python -m broker serve`) or Mosquitto.
+"""Run the broker under test as a subprocess: ours (`python -m broker serve`), Mosquitto or
+RabbitMQ.
 
-BROKER_UNDER_TEST=ours (default) or mosquitto. Both take the same config dict (our TOML
-schema); the Mosquitto launcher translates the few settings the tests use.
+BROKER_UNDER_TEST=ours (default), mosquitto (checks the MQTT tests) or rabbitmq (checks the
+AMQP tests). All take the same config dict (our TOML schema); the Mosquitto and RabbitMQ
+launchers translate the few settings the tests use.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from typing import Any
 import pytest
 
 BROKER_UNDER_TEST = os.environ.get("BROKER_UNDER_TEST", "ours")
-assert BROKER_UNDER_TEST in ("ours", "mosquitto"), BROKER_UNDER_TEST
+assert BROKER_UNDER_TEST in ("ours", "mosquitto", "rabbitmq"), BROKER_UNDER_TEST
 ON_MOSQUITTO = BROKER_UNDER_TEST == "mosquitto"
+ON_RABBITMQ = BROKER_UNDER_TEST == "rabbitmq"
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 20.0
@@ -36,7 +39,7 @@ ALICE = ("alice", "secret")
 NOPERM = ("noperm", "nopass")  # authenticates, but has no permissions on vhost "/"
 
 DEFAULT_CONFIG: dict[str, Any] = {
-    "listeners": {"mqtt": "127.0.0.1:0", "amqp": False, "xmpp": False, "http": False},
+    "listeners": {"mqtt": "127.0.0.1:0", "amqp": "127.0.0.1:0", "xmpp": False, "http": False},
     "mqtt": {"max_packet_size": 65536, "sys_interval": 1, "max_inflight": 20},
     "auth": {"allow_anonymous": True},
     "users": [
@@ -133,6 +136,7 @@ class BrokerProcess:
     """A broker subprocess whose output is drained by a thread and kept in `log`."""
 
     host = "127.0.0.1"
+    start_timeout = START_TIMEOUT
 
     def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
         self.workdir = workdir
@@ -141,6 +145,7 @@ class BrokerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.mqtt_port = 0
         self.mqtts_port: int | None = None
+        self.amqp_port: int | None = None
         self.log: list[str] = []
         self.proc: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -151,6 +156,9 @@ class BrokerProcess:
     def on_line(self, line: str) -> bool:
         """Learn from one line of output; True once the broker is ready."""
         raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def start(self) -> None:
         """Start the process and wait until the broker is ready (BrokerError if not)."""
@@ -163,7 +171,8 @@ class BrokerProcess:
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=self.env(),
+            start_new_session=True,  # its own process group, for kill()
         )
         self._lines = queue.Queue()
         threading.Thread(target=self._drain, args=(self.proc, self._lines), daemon=True).start()
@@ -181,12 +190,14 @@ class BrokerProcess:
         lines.put(None)
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + self.start_timeout
         while True:
             try:
                 line = self._lines.get(timeout=max(deadline - time.monotonic(), 0.01))
             except queue.Empty:
-                raise BrokerError(f"not ready after {START_TIMEOUT}s:\n{self.log_text()}") from None
+                raise BrokerError(
+                    f"not ready after {self.start_timeout}s:\n{self.log_text()}"
+                ) from None
             if line is None:
                 code = self.proc.wait() if self.proc else None
                 raise BrokerError(f"exited with {code} before ready:\n{self.log_text()}")
@@ -211,9 +222,9 @@ class BrokerProcess:
             raise BrokerError(f"still running {STOP_TIMEOUT}s after SIGTERM") from None
 
     def kill(self) -> None:
-        """SIGKILL: a crash."""
+        """SIGKILL to the whole process group (a wrapper script's children too): a crash."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(STOP_TIMEOUT)
 
 
@@ -224,7 +235,7 @@ class OurBroker(BrokerProcess):
     READY = re.compile(r"\sINFO\s+ready\b")
 
     def start(self) -> None:
-        self.mqtt_port, self.mqtts_port = 0, None  # new ports on every start
+        self.mqtt_port, self.mqtts_port, self.amqp_port = 0, None, None  # new on every start
         super().start()
 
     def command(self) -> list[str]:
@@ -233,6 +244,22 @@ class OurBroker(BrokerProcess):
         serve = [sys.executable, "-m", "broker", "serve"]
         return [*serve, "--config", str(conf), "--data-dir", str(self.data_dir)]
 
+    def set_memory_alarm(self, on: bool) -> None:
+        """Raise the memory alarm (a watermark below what the broker uses) or clear it:
+        the config file rewritten, then SIGHUP, which reloads the limits; returns once the
+        broker has logged the reload."""
+        limits = self.config.setdefault("limits", {})
+        limits["memory_high_watermark"] = 0.000001 if on else 0.4
+        (self.workdir / "broker.toml").write_text(to_toml(self.config))
+        reloads = self.log_text().count("config reloaded")
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + START_TIMEOUT
+        while self.log_text().count("config reloaded") == reloads:
+            if time.monotonic() > deadline:
+                raise BrokerError(f"no config reload after SIGHUP:\n{self.log_text()}")
+            time.sleep(0.02)
+
     def on_line(self, line: str) -> bool:
         if m := self.LISTENING.search(line):
             protocol, port = m.group(1), int(m.group(3))
@@ -240,6 +267,8 @@ class OurBroker(BrokerProcess):
                 self.mqtt_port = port
             elif protocol == "mqtts":
                 self.mqtts_port = port
+            elif protocol == "amqp":
+                self.amqp_port = port
             return False
         if self.READY.search(line):
             if not self.mqtt_port:
@@ -307,4 +336,86 @@ class Mosquitto(BrokerProcess):
         return bool(re.search(r"mosquitto version \S+ running", line))
 
 
+class RabbitMQ(BrokerProcess):
+    """Debian's RabbitMQ as a node of its own: fixed free ports, every file under `workdir`,
+    and the config's users created with rabbitmqctl on first start.
+
+    It runs the wrapper script rather than `erl` directly: the script turns SIGTERM into a
+    graceful stop; kill() takes its process group. The epmd daemon it starts outlives it
+    (as it does under systemd) and serves later nodes.
+    """
+
+    SBIN = Path("/usr/lib/rabbitmq/bin")  # the scripts as the invoking user, not `rabbitmq`
+    READY = re.compile(r"Server startup complete")
+    start_timeout = 60.0  # the Erlang VM and mnesia take a few seconds to boot
+
+    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+        super().__init__(workdir, config)
+        if config["users"] != DEFAULT_CONFIG["users"]:
+            raise NotImplementedError("only the default users have a RabbitMQ translation")
+        self.amqp_port = free_port()
+        self.dist_port = free_port()  # Erlang distribution, for rabbitmqctl
+        self.node = f"rabbit-{self.amqp_port}@localhost"
+        self.conf = workdir / "rabbitmq.conf"
+        self.plugins = workdir / "enabled_plugins"
+        self._users_created = False
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "HOME": str(self.workdir),  # where the Erlang cookie goes
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_PORT": str(self.amqp_port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.data_dir),
+            "RABBITMQ_LOG_BASE": str(self.workdir / "log"),
+            "RABBITMQ_LOGS": "-",  # to stdout, where readiness is read
+            "RABBITMQ_CONFIG_FILE": str(self.conf),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.plugins),
+        }
+
+    def command(self) -> list[str]:
+        self.conf.write_text(f"listeners.tcp.1 = {self.host}:{self.amqp_port}\n")
+        self.plugins.write_text("[].\n")
+        return [str(self.SBIN / "rabbitmq-server")]
+
+    def on_line(self, line: str) -> bool:
+        return bool(self.READY.search(line))
+
+    def start(self) -> None:
+        super().start()
+        if not self._users_created:  # users live in mnesia: a restart keeps them
+            self._create_users()
+            self._users_created = True
+
+    def ctl(self, *args: str) -> str:
+        """Run `rabbitmqctl` against this node; its output."""
+        done = subprocess.run(
+            [str(self.SBIN / "rabbitmqctl"), "-n", self.node, *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT,
+        )
+        if done.returncode != 0:
+            raise BrokerError(f"rabbitmqctl {' '.join(args)}: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def _create_users(self) -> None:
+        for user in self.config["users"]:
+            self.ctl("add_user", user["name"], user["password"])
+            for vhost, perms in user.get("permissions", {}).items():
+                rights = (perms["configure"], perms["write"], perms["read"])
+                self.ctl("set_permissions", "-p", vhost, user["name"], *rights)
+
+    def set_memory_alarm(self, on: bool) -> None:
+        """Raise the memory alarm (a watermark below what the node uses) or clear it."""
+        self.ctl("set_vm_memory_high_watermark", "0.0000001" if on else "0.4")
+
+
 BrokerFactory = Callable[..., BrokerProcess]
+
+
+def launcher() -> type[BrokerProcess]:
+    """The BrokerProcess class of the broker under test."""
+    return {"ours": OurBroker, "mosquitto": Mosquitto, "rabbitmq": RabbitMQ}[BROKER_UNDER_TEST]

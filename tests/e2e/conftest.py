@@ -1,7 +1,8 @@
-"""Fixtures: the broker under test as a subprocess, TLS certificates, and MQTT clients.
+"""Fixtures: the broker under test as a subprocess, TLS certificates, MQTT and AMQP clients.
 
 BROKER_UNDER_TEST=ours (default) runs `python -m broker serve`; BROKER_UNDER_TEST=mosquitto
-runs Debian's Mosquitto with an equivalent configuration, to check the tests themselves.
+runs Debian's Mosquitto with an equivalent configuration, to check the MQTT tests
+themselves, and BROKER_UNDER_TEST=rabbitmq Debian's RabbitMQ, to check the AMQP tests.
 """
 
 from __future__ import annotations
@@ -13,21 +14,25 @@ from typing import Any
 import pytest
 import trustme
 
+from . import amqp
 from .brokers import (
     DEFAULT_CONFIG,
     ON_MOSQUITTO,
+    ON_RABBITMQ,
     BrokerError,
     BrokerFactory,
     BrokerProcess,
     Certs,
-    Mosquitto,
-    OurBroker,
+    launcher,
     merge,
 )
 from .clients import Clients
 from .mqtt5 import FEATURES, OURS_MQTT5
 
+E2E_DIR = Path(__file__).parent
 BROKERS_KEY = pytest.StashKey[list[BrokerProcess]]()
+# a shared broker a test used, and how many lines of its log predate the test
+SHARED_BROKER_KEY = pytest.StashKey[tuple[BrokerProcess, int]]()
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +67,7 @@ def broker_factory(
         if tls:
             config["listeners"]["mqtts"] = "127.0.0.1:0"
             config["tls"] = {"cert": str(certs.cert), "key": str(certs.key)}
-        launcher = Mosquitto if ON_MOSQUITTO else OurBroker
-        broker = launcher(tmp_path / f"broker{len(started)}", config)
+        broker = launcher()(tmp_path / f"broker{len(started)}", config)
         started.append(broker)
         broker.start()
         return broker
@@ -93,12 +97,51 @@ def clients() -> Iterator[Clients]:
     pool.close_all()
 
 
+def shared_broker_scope(fixture_name: str, config: pytest.Config) -> str:
+    """RabbitMQ takes seconds to start, so one serves the whole session; ours is fast, so
+    each module gets its own and a broker a module breaks does not fail the others."""
+    return "session" if ON_RABBITMQ else "module"
+
+
+@pytest.fixture(scope=shared_broker_scope)
+def shared_amqp_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    broker = launcher()(tmp_path_factory.mktemp("amqp-broker"), DEFAULT_CONFIG)
+    broker.start()
+    if not broker.amqp_port:
+        broker.kill()
+        raise BrokerError(f"ready, but no amqp listener logged:\n{broker.log_text()}")
+    yield broker
+    if broker.running:
+        broker.terminate()
+
+
+@pytest.fixture
+def amqp_broker(request: pytest.FixtureRequest, shared_amqp_broker: BrokerProcess) -> BrokerProcess:
+    """A running broker with the default configuration, shared with other AMQP tests (use
+    unique queue and exchange names); its log lines of this test go into a failure report."""
+    assert shared_amqp_broker.running, "the shared broker has died"
+    request.node.stash[SHARED_BROKER_KEY] = (shared_amqp_broker, len(shared_amqp_broker.log))
+    return shared_amqp_broker
+
+
+@pytest.fixture
+def amqp_clients(amqp_broker: BrokerProcess) -> Iterator[amqp.PikaClients]:
+    """pika connections to the shared broker, closed at teardown."""
+    pool = amqp.PikaClients(amqp_broker)
+    yield pool
+    pool.close_all()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     if report.failed:
         for i, broker in enumerate(item.stash.get(BROKERS_KEY, [])):
             report.sections.append((f"broker {i} output ({call.when})", broker.log_text()))
+        if shared := item.stash.get(SHARED_BROKER_KEY, None):
+            broker, start = shared
+            lines = "\n".join(broker.log[start:])
+            report.sections.append((f"shared broker output during the test ({call.when})", lines))
     return report
 
 
@@ -108,10 +151,36 @@ def pytest_configure(config: pytest.Config) -> None:
         "mqtt5(feature): an MQTT 5 feature test; against our broker it is skipped until the"
         " feature is in OURS_MQTT5 (tests/e2e/mqtt5.py)",
     )
+    config.addinivalue_line(
+        "markers",
+        "amqp(feature): an AMQP 0-9-1 feature test; against our broker it is skipped until the"
+        " feature is in OURS_AMQP (tests/e2e/amqp.py); RabbitMQ runs every one but the"
+        " cross-protocol ones, Mosquitto none",
+    )
+
+
+def amqp_skip_reason(feature: str) -> str | None:
+    """Why an AMQP test of `feature` does not run against the broker under test, if so."""
+    if ON_MOSQUITTO:
+        return "Mosquitto speaks no AMQP"
+    if ON_RABBITMQ:
+        if feature == "cross-protocol":
+            return "RabbitMQ: the protocol mapping under test is ours (SPEC, where protocols meet)"
+        return None
+    return None if feature in amqp.OURS_AMQP else f"AMQP feature {feature!r} not in ours yet"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
+        if marker := item.get_closest_marker("amqp"):
+            feature = marker.args[0]
+            assert feature in amqp.FEATURES, f"{item.nodeid}: unknown AMQP feature {feature!r}"
+            if reason := amqp_skip_reason(feature):
+                item.add_marker(pytest.mark.skip(reason=reason))
+            continue
+        if ON_RABBITMQ and E2E_DIR in item.path.parents:
+            item.add_marker(pytest.mark.skip(reason="RabbitMQ runs only the AMQP tests"))
+            continue
         marker = item.get_closest_marker("mqtt5")
         if marker is None:
             continue

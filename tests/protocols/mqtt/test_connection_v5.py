@@ -139,6 +139,34 @@ def test_topic_aliases_towards_a_client_that_allows_them(front: MQTTFrontEnd) ->
     assert seen == [("t/a", 1), ("", 1), ("t/b", None), ("t/b", None)]
 
 
+def test_shared_encodings_never_carry_another_clients_alias(front: MQTTFrontEnd) -> None:
+    """A fan-out shares one encoding among subscribers that encode alike, the publisher's
+    own packet included; an alias means a topic only per connection, so a subscriber whose
+    alias 1 is another topic must not get a packet with alias 1."""
+    early, late, pub = Client5(front), Client5(front), Client5(front)
+    for client in (early, late):
+        client.connect5(client.conn.peer + str(id(client)), topic_alias_maximum=2)
+        client.subscribe(("t/#", 0))
+    pub.connect5("p")
+    pub.send(codec.Publish("t/a", b"0", 0, False, False, None))  # early: alias 1 is t/a
+    late.received()
+    early.send(codec.Disconnect())
+    late.conn.receive(b"")
+    pub.send(codec.Publish("t/b", b"1", 0, False, False, None, {"topic_alias": 1}))
+    stream = [
+        codec.Publish("", bytes([i]), 0, False, False, None, {"topic_alias": 1}) for i in range(3)
+    ]
+    pub.send(*stream)
+    got = late.received()
+    assert [(p.topic, p.properties.get("topic_alias")) for p in got] == [
+        ("t/b", 2),
+        ("", 2),
+        ("", 2),
+        ("", 2),
+    ]
+    assert [p.payload for p in got] == [b"1", b"\x00", b"\x01", b"\x02"]
+
+
 def test_packets_over_the_clients_maximum_are_not_sent(front: MQTTFrontEnd) -> None:
     sub, pub = Client5(front), Client5(front)
     sub.connect5("s", maximum_packet_size=64)
