@@ -47,12 +47,14 @@ class PublishResult:
     """What routing did with one message: how many queues took it, whether the publisher
     must await the store before confirming, and whether a full queue refused it."""
 
-    __slots__ = ("routed", "stored", "rejected")
+    __slots__ = ("routed", "stored", "rejected", "refused")
 
     def __init__(self) -> None:
         self.routed = 0
         self.stored = False
         self.rejected = False
+        #: publish_many: which messages of the run a full queue refused, if any
+        self.refused: set[int] | None = None
 
 
 class VHost:
@@ -88,12 +90,12 @@ class VHost:
                     result.stored = True
         return result
 
-    def publish_many(self, messages: list[Message]) -> tuple[int, bool]:
+    def publish_many(self, messages: list[Message]) -> PublishResult:
         """Route a run of messages that share exchange, routing key and headers (one
         publisher's stream): the route is computed once and each queue takes the run in
-        order.  Returns how many queues the route has and whether any message went to
-        durable storage (confirm after the store's sync); refusals by full queues are not
-        reported."""
+        order.  The result's ``routed`` is how many queues the route has, ``stored``
+        whether any message went to durable storage (confirm after the store's sync), and
+        ``refused`` the indexes of messages some full queue refused."""
         first = messages[0]
         exchange = self.exchanges.get(first.exchange)
         if exchange is None:
@@ -102,13 +104,20 @@ class VHost:
             queues = self.route(exchange, first)
         else:
             queues = exchange.route(first)
-        stored = False
+        result = PublishResult()
+        result.routed = len(queues)
         for queue in queues:
             publish = queue.publish
-            for message in messages:
-                if publish(message) == STORED:
-                    stored = True
-        return len(queues), stored
+            for index, message in enumerate(messages):
+                outcome = publish(message)
+                if outcome == STORED:
+                    result.stored = True
+                elif outcome == REJECTED:
+                    result.rejected = True
+                    if result.refused is None:
+                        result.refused = set()
+                    result.refused.add(index)
+        return result
 
     def route(self, exchange: Exchange, message: Message) -> list[Queue]:
         """The queues a message reaches, following exchange-to-exchange bindings and

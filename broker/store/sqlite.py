@@ -146,7 +146,8 @@ class SqliteStore(WriteBehindStore):
                 rows += len(params)
             if batch.deletes:
                 db.executemany(
-                    "DELETE FROM entries WHERE vhost = ? AND queue = ? AND seq = ?", batch.deletes
+                    "DELETE FROM entries WHERE vhost = ? AND queue = ? AND seq BETWEEN ? AND ?",
+                    _ranges(batch.deletes),
                 )
                 rows += len(batch.deletes)
             entries = [(v, q, seq, epoch, mid) for v, q, seq, mid in batch.entry_rows()]
@@ -162,6 +163,22 @@ class SqliteStore(WriteBehindStore):
         if db is not None:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             db.close()
+
+
+def _ranges(deletes: list[tuple[str, str, int]]) -> list[tuple[str, str, int, int]]:
+    """Deleted entries as (vhost, queue, first seq, last seq) runs: consumers ack mostly
+    in order, so a batch of acks becomes a few range deletes."""
+    runs: list[tuple[str, str, int, int]] = []
+    for (vhost, queue), group in groupby(sorted(deletes), key=itemgetter(0, 1)):
+        seqs = [seq for _, _, seq in group]
+        first = last = seqs[0]
+        for seq in seqs[1:]:
+            if seq != last + 1:
+                runs.append((vhost, queue, first, last))
+                first = seq
+            last = seq
+        runs.append((vhost, queue, first, last))
+    return runs
 
 
 @contextmanager

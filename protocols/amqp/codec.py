@@ -71,7 +71,11 @@ _METHOD_ID = struct.Struct(">I")
 _DELIVER_HEAD = struct.Struct(">BHIHH")
 _LONGLONG = struct.Struct(">Q")
 _CONTENT_HEAD = struct.Struct(">HHQ")
+_HEADER_FRAME = struct.Struct(">BHIHHQ")
+#: Distinct basic.publish argument blocks a decoder remembers.
+ARGS_CACHE_SIZE = 256
 _PUBLISH = commands.Basic.Publish.index
+_PUBLISH_ID = _PUBLISH.to_bytes(4, "big")
 _ACK = commands.Basic.Ack.index
 
 
@@ -104,6 +108,21 @@ class Publish:
     routing_key: str
     mandatory: bool
     immediate: bool
+
+    index = _PUBLISH
+
+
+@dataclass(slots=True)
+class WholePublish:
+    """basic.publish with its content header and its body in one frame (or none), all in
+    one read: the common case, decoded at once."""
+
+    exchange: str
+    routing_key: str
+    mandatory: bool
+    immediate: bool
+    properties: bytes  # the content header's property block
+    body: bytes
 
     index = _PUBLISH
 
@@ -143,6 +162,7 @@ class FrameDecoder:
         self.frame_max = frame_max
         self.header_seen = False
         self._buf = b""
+        self._publish_args: dict[bytes, Publish] = {}
 
     def feed(self, data: bytes) -> list[Frame]:
         buf = self._buf + data if self._buf else data
@@ -172,6 +192,13 @@ class FrameDecoder:
             start = pos + 7
             if kind == FRAME_BODY:
                 frames.append((kind, channel, buf[start:stop]))
+            elif kind == FRAME_METHOD and buf[start : start + 4] == _PUBLISH_ID:
+                whole = _whole_publish(buf, start, stop, channel, limit, self._publish_args)
+                if whole is None:
+                    frames.append((kind, channel, decode_method(buf, start, stop)))
+                else:
+                    frames.append((FRAME_METHOD, channel, whole[0]))
+                    stop = whole[1]
             elif kind == FRAME_METHOD:
                 frames.append((kind, channel, decode_method(buf, start, stop)))
             elif kind == FRAME_HEADER:
@@ -214,6 +241,70 @@ def decode_method(buf: bytes, start: int, stop: int) -> Method | Publish | Ack:
             SYNTAX_ERROR, f"malformed method {index >> 16}.{index & 0xFFFF}: {exc}", index
         ) from None
     return method
+
+
+def _whole_publish(
+    buf: bytes, start: int, stop: int, channel: int, limit: int, args: dict
+) -> tuple[WholePublish, int] | None:
+    """basic.publish at ``start`` with the content header and body frames after it, if
+    both are complete in ``buf``, on the same channel, the body in a single frame; returns
+    the publish and where the last frame's end octet is, else None (the frames are then
+    decoded one by one, with their errors).  ``args`` remembers decoded publish arguments
+    (exchange, routing key, flags) by their bytes: a stream repeats them."""
+    end = len(buf)
+    head = stop + 1
+    if end - head < 22:
+        return None
+    kind, ch, size, class_id, _, body_size = _HEADER_FRAME.unpack_from(buf, head)
+    header_end = head + 7 + size
+    if (
+        kind != FRAME_HEADER
+        or ch != channel
+        or class_id != 60
+        or size < 14
+        or size + FRAME_OVERHEAD > limit
+        or header_end >= end
+        or buf[header_end] != FRAME_END
+    ):
+        return None
+    last = header_end
+    body = b""
+    if body_size:
+        body_head = header_end + 1
+        if end - body_head < 8:
+            return None
+        kind, ch, size = _HEAD.unpack_from(buf, body_head)
+        last = body_head + 7 + size
+        if (
+            kind != FRAME_BODY
+            or ch != channel
+            or size != body_size
+            or last >= end
+            or size + FRAME_OVERHEAD > limit
+            or buf[last] != FRAME_END
+        ):
+            return None
+        body = buf[body_head + 7 : last]
+    raw_args = buf[start + 6 : stop]
+    decoded = args.get(raw_args)
+    if decoded is None:
+        try:
+            method = _decode_publish(buf, start + 4, stop)
+        except (ValueError, IndexError):
+            return None
+        if len(args) >= ARGS_CACHE_SIZE:
+            args.clear()
+        decoded = args[raw_args] = method
+    properties = buf[head + 19 : header_end]
+    publish = WholePublish(
+        decoded.exchange,
+        decoded.routing_key,
+        decoded.mandatory,
+        decoded.immediate,
+        properties,
+        body,
+    )
+    return publish, last
 
 
 def _decode_publish(buf: bytes, pos: int, stop: int) -> Publish:
@@ -294,28 +385,25 @@ def content_frames(
     return parts
 
 
-def deliver_frame(
-    channel: int,
-    consumer_tag: bytes,
-    delivery_tag: int,
-    redelivered: bool,
-    exchange: bytes,
-    routing_key: bytes,
-) -> bytes:
-    """basic.deliver; ``consumer_tag``, ``exchange`` and ``routing_key`` already encoded as
-    short strings."""
-    size = 4 + len(consumer_tag) + 9 + len(exchange) + len(routing_key)
-    return b"".join(
-        (
-            _DELIVER_HEAD.pack(FRAME_METHOD, channel, size, 60, 60),
-            consumer_tag,
-            _LONGLONG.pack(delivery_tag),
-            b"\x01" if redelivered else b"\x00",
-            exchange,
-            routing_key,
-            b"\xce",
-        )
-    )
+def deliver_head(
+    channel: int, consumer_tag: str, exchange: str, routing_key: str
+) -> tuple[bytes, bytes]:
+    """basic.deliver's bytes before and after its delivery tag and redelivered octet."""
+    tag, ex, key = shortstr(consumer_tag), shortstr(exchange), shortstr(routing_key)
+    size = 4 + len(tag) + 9 + len(ex) + len(key)
+    return _DELIVER_HEAD.pack(FRAME_METHOD, channel, size, 60, 60) + tag, ex + key + b"\xce"
+
+
+def content_bytes(channel: int, properties: bytes, body: bytes, frame_max: int) -> bytes:
+    """The content header and body frames of a message, as one bytes."""
+    size = len(body)
+    if size > frame_max - FRAME_OVERHEAD:
+        return b"".join(content_frames(channel, size, properties, body, frame_max))
+    header = _HEADER_FRAME.pack(FRAME_HEADER, channel, 12 + len(properties), 60, 0, size)
+    if not size:
+        return b"".join((header, properties, b"\xce"))
+    body_head = _HEAD.pack(FRAME_BODY, channel, size)
+    return b"".join((header, properties, b"\xce", body_head, body, b"\xce"))
 
 
 def field_table(value: dict[str, Any]) -> bytes:

@@ -87,6 +87,8 @@ class AMQPConnection:
         #: a message of this batch went to durable storage: confirms wait for the store
         self.sync_needed = False
         self._after_sync: list[bytes] = []
+        #: tickets handed to the adapter and not yet synced (see end_of_batch)
+        self._unsynced = 0
         self._claimed = False
         self._counted = False
         self._verdicts: dict[tuple[str, str], bool] = {}
@@ -131,13 +133,34 @@ class AMQPConnection:
 
     def _handle(self, frames: list) -> None:
         unblocked = self.front.unblocked
-        for index, (kind, number, payload) in enumerate(frames):
+        channels = self.channels
+        index, count = 0, len(frames)
+        while index < count:
             if self.state == CLOSED:
                 return
-            if type(payload) is codec.Publish and not unblocked.is_set():
-                # a resource alarm: publishes wait, and so does everything after them
-                self.held = frames[index:]
-                return
+            kind, number, payload = frames[index]
+            index += 1
+            kind_of = type(payload)
+            if kind_of is codec.WholePublish or kind_of is codec.Publish:
+                if not unblocked.is_set():
+                    # a resource alarm: publishes wait, and so does everything after them
+                    self.held = frames[index - 1 :]
+                    return
+                channel = channels.get(number)
+                if channel is not None and not channel.closing and self.state == OPEN:
+                    try:  # the hot path: straight to the channel, a stream as a run
+                        if kind_of is codec.WholePublish:
+                            end = _run_end(frames, index, count)
+                            if end > index:
+                                channel.publish_run([f[2] for f in frames[index - 1 : end]])
+                                index = end
+                                continue
+                        channel.method(payload)
+                    except ChannelError as exc:
+                        self._close_channel(number, exc)
+                    except AMQPError as exc:
+                        self._fail(exc)
+                    continue
             try:
                 self._frame(kind, number, payload)
             except ChannelError as exc:
@@ -404,8 +427,9 @@ class AMQPConnection:
             self.on_output()
 
     def write_after_sync(self, data: bytes) -> None:
-        """Output that must wait for this batch's stored messages to be durable."""
-        if self.sync_needed or self._after_sync:
+        """Output that must wait for this batch's stored messages to be durable (and, to
+        keep its order, behind output already waiting for an earlier sync)."""
+        if self.sync_needed or self._after_sync or self._unsynced:
             self._after_sync.append(data)
         else:
             self.write(data)
@@ -423,26 +447,30 @@ class AMQPConnection:
         for channel in list(self.channels.values()):
             channel.dispatch()
 
-    def end_of_batch(self) -> bool:
-        """After the frames of one read: publisher confirms go out, unless they wait for
-        the store (returns True: the adapter syncs the store, then calls ``synced``)."""
+    def end_of_batch(self) -> list[bytes] | None:
+        """After the frames of one read: publisher confirms go out now, or, when they
+        wait for the store, are returned as a ticket: the adapter syncs the store, then
+        hands the ticket to ``synced``.  Tickets are released in order, so output after an
+        unsynced one waits too (a later ``multiple`` ack must not cover earlier messages
+        before they are durable)."""
         confirms: list[bytes] = []
         for channel in self.channels.values():
             if channel.confirms:
                 confirms += channel.confirm_frames()
-        if self.sync_needed:
-            self._after_sync += confirms
-            return True
+        if self.sync_needed or self._after_sync or self._unsynced:
+            ticket, self._after_sync = self._after_sync + confirms, []
+            self.sync_needed = False
+            self._unsynced += 1
+            return ticket
         if confirms:
             self.write_parts(confirms)
-        return False
+        return None
 
-    def synced(self) -> None:
-        """The store is durable up to this batch: release what waited for it."""
-        self.sync_needed = False
-        waiting, self._after_sync = self._after_sync, []
-        if waiting:
-            self.write_parts(waiting)
+    def synced(self, ticket: list[bytes]) -> None:
+        """The store is durable up to the batch the ticket was taken for: release it."""
+        self._unsynced -= 1
+        if ticket and self.state != CLOSED:
+            self.write_parts(ticket)
 
     # -- ending -------------------------------------------------------------------------
 
@@ -494,3 +522,24 @@ class AMQPConnection:
         if self._claimed:
             self._claimed = False
             self.broker.release_connection(self.username)
+
+
+def _run_end(frames: list, index: int, count: int) -> int:
+    """Where the run of whole publishes like ``frames[index - 1]`` (same channel,
+    exchange, routing key, flags and property block) ends."""
+    number, first = frames[index - 1][1], frames[index - 1][2]
+    exchange, key, block = first.exchange, first.routing_key, first.properties
+    mandatory = first.mandatory
+    while index < count:
+        _, channel, payload = frames[index]
+        if (
+            type(payload) is not codec.WholePublish
+            or channel != number
+            or payload.routing_key != key
+            or payload.properties != block
+            or payload.exchange != exchange
+            or payload.mandatory != mandatory
+        ):
+            break
+        index += 1
+    return index

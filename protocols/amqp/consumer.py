@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from protocols.amqp.codec import deliver_head
+
+#: Routes whose basic.deliver framing a consumer keeps (most consume one or a few).
+DELIVER_HEADS = 256
+
 if TYPE_CHECKING:
     from broker.message import Message
     from broker.queues import Queue
@@ -18,13 +23,13 @@ class AMQPConsumer:
     __slots__ = (
         "channel",
         "tag",
-        "wire_tag",
         "queue",
         "no_ack",
         "exclusive",
         "prefetch",
         "priority",
         "unacked",
+        "deliver_heads",
     )
 
     def __init__(
@@ -40,13 +45,23 @@ class AMQPConsumer:
     ) -> None:
         self.channel = channel
         self.tag = tag
-        self.wire_tag = bytes((len(tag.encode()),)) + tag.encode()
         self.queue = queue
         self.no_ack = no_ack
         self.exclusive = exclusive
         self.prefetch = prefetch
         self.priority = priority
         self.unacked = 0
+        #: (exchange, routing key) -> basic.deliver's bytes before and after the delivery
+        #: tag and redelivered flag
+        self.deliver_heads: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+
+    def deliver_head(self, exchange: str, routing_key: str) -> tuple[bytes, bytes]:
+        if len(self.deliver_heads) >= DELIVER_HEADS:
+            self.deliver_heads.clear()
+        head = self.deliver_heads[exchange, routing_key] = deliver_head(
+            self.channel.number, self.tag, exchange, routing_key
+        )
+        return head
 
     def ready(self) -> bool:
         channel = self.channel

@@ -16,7 +16,6 @@ import math
 import trio
 
 from broker.log import event
-from broker.store.base import Store
 from protocols.amqp.codec import HEARTBEAT_FRAME
 from protocols.amqp.connection import OPEN, AMQPConnection
 from protocols.amqp.frontend import AMQPFrontEnd
@@ -30,6 +29,8 @@ HANDSHAKE_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 3.0
 #: A peer that accepts none of our bytes for this long is dropped.
 SEND_TIMEOUT = 60.0
+#: Reads whose confirms may wait for the store at once, before the reader waits too.
+SYNCS_IN_FLIGHT = 4
 
 
 class _Writer:
@@ -77,18 +78,34 @@ async def _heartbeats(writer: _Writer, conn: AMQPConnection) -> None:
 
 async def _read(stream: trio.abc.Stream, conn: AMQPConnection, writer: _Writer) -> None:
     """Read and handle frames until the connection closes, the peer goes quiet past its
-    deadline (handshake, heartbeats, close-ok), or EOF."""
-    async with trio.open_nursery() as beats:
+    deadline (handshake, heartbeats, close-ok), or EOF.  Beside it run the heartbeats and
+    the confirmer, which releases confirms once the store has synced their messages."""
+    send, receive = trio.open_memory_channel[list[bytes]](SYNCS_IN_FLIGHT)
+    async with trio.open_nursery() as helpers:
+        helpers.start_soon(_confirm, conn, receive)
         try:
-            await _read_loop(stream, conn, beats, writer)
+            await _read_loop(stream, conn, helpers, writer, send)
         finally:
-            beats.cancel_scope.cancel()
+            helpers.cancel_scope.cancel()
+
+
+async def _confirm(conn: AMQPConnection, tickets: trio.MemoryReceiveChannel[list[bytes]]) -> None:
+    """Sync the store for each ticket in turn, then let its output go.  The reader goes
+    on meanwhile: while one batch's commit is on disk the next is read and routed, and
+    one commit serves all the batches that arrived during the previous one."""
+    store = conn.broker.store
+    async for ticket in tickets:
+        await store.sync()
+        conn.synced(ticket)
 
 
 async def _read_loop(
-    stream: trio.abc.Stream, conn: AMQPConnection, beats: trio.Nursery, writer: _Writer
+    stream: trio.abc.Stream,
+    conn: AMQPConnection,
+    beats: trio.Nursery,
+    writer: _Writer,
+    tickets: trio.MemorySendChannel[list[bytes]],
 ) -> None:
-    store = conn.broker.store
     flow = conn.vhost.flow
     front = conn.front
     deadline = trio.current_time() + HANDSHAKE_TIMEOUT
@@ -111,20 +128,20 @@ async def _read_loop(
             return
         conn.receive(data)
         while conn.held:  # a publish during a resource alarm: read nothing until it clears
-            await settle(conn, store)
+            await settle(conn, tickets)
             await front.unblocked.wait()
             conn.resume()
-        await settle(conn, store)
+        await settle(conn, tickets)
         if flow.backlogged and conn.state == OPEN:
             await flow.wait()
 
 
-async def settle(conn: AMQPConnection, store: Store) -> None:
-    """Send the confirms of what was handled, after the store's sync when they wait for
-    it (one sync for the whole read: group commit)."""
-    if conn.end_of_batch():
-        await store.sync()
-        conn.synced()
+async def settle(conn: AMQPConnection, tickets: trio.MemorySendChannel[list[bytes]]) -> None:
+    """Send the confirms of what was handled, or hand them to the confirmer when they
+    wait for the store (which holds the reader back once SYNCS_IN_FLIGHT wait)."""
+    ticket = conn.end_of_batch()
+    if ticket is not None:
+        await tickets.send(ticket)
 
 
 async def serve(

@@ -560,7 +560,8 @@ class MQTTConnection:
                     for i in range(index, end)
                 ]
             try:
-                routed, stored = self.front.vhost.publish_many(messages)
+                result = self.front.vhost.publish_many(messages)
+                routed, stored = result.routed, result.stored
             except BrokerError as exc:
                 event(log, logging.WARNING, "mqtt publish failed", topic=topic, error=exc.message)
                 routed = 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from broker.errors import AccessRefused, NotFound, PreconditionFailed
-from broker.vhost import VHost
+from broker.vhost import PublishResult, VHost
 from tests.broker.conftest import message
 
 
@@ -97,8 +97,21 @@ def test_publish_many_routes_a_run_once_in_order(vhost: VHost) -> None:
     vhost.bind(a, "amq.topic", "t.#", None)
     vhost.bind(b, "amq.topic", "t.x", None)
     run = [message("amq.topic", "t.x", str(i).encode(), delivery_mode=2) for i in range(3)]
-    assert vhost.publish_many(run) == (2, True)
+    assert outcome(vhost.publish_many(run)) == (2, True, None)
     for queue in (a, b):
         assert [queue.get(None).message.body for _ in range(3)] == [b"0", b"1", b"2"]
-    assert vhost.publish_many([message("amq.topic", "t.x")]) == (2, False)
-    assert vhost.publish_many([message("amq.topic", "u.x")]) == (0, False)
+    assert outcome(vhost.publish_many([message("amq.topic", "t.x")])) == (2, False, None)
+    assert outcome(vhost.publish_many([message("amq.topic", "u.x")])) == (0, False, None)
+
+
+def test_publish_many_names_the_messages_a_full_queue_refused(vhost: VHost) -> None:
+    full = vhost.declare_queue(
+        "full", arguments={"x-max-length": 1, "x-overflow": "reject-publish"}
+    )
+    vhost.bind(full, "amq.topic", "t", None)
+    run = [message("amq.topic", "t", str(i).encode()) for i in range(3)]
+    assert outcome(vhost.publish_many(run)) == (1, False, {1, 2})
+
+
+def outcome(result: PublishResult) -> tuple[int, bool, set[int] | None]:
+    return result.routed, result.stored, result.refused

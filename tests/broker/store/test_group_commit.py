@@ -83,10 +83,13 @@ async def test_sync_waits_for_the_commit_that_holds_its_operations(
     await store.open()
     await nursery.start(store.run)
     returned: list[str] = []
+    four_returned = trio.Event()
 
     async def sync(name: str) -> None:
         await store.sync()
         returned.append(name)
+        if len(returned) == 4:
+            four_returned.set()
 
     store.put_kv("a", b"1")
     nursery.start_soon(sync, "queued a")
@@ -106,8 +109,7 @@ async def test_sync_waits_for_the_commit_that_holds_its_operations(
 
     await store.let_commit_finish()
     with trio.fail_after(10):
-        while len(returned) < 4:
-            await trio.testing.wait_all_tasks_blocked()
+        await four_returned.wait()
     assert store.stats["commits"] == 2
     await store.close()
 
@@ -119,12 +121,15 @@ async def test_waiters_that_arrive_during_a_commit_share_the_next_one(
     await store.open()
     await nursery.start(store.run)
     confirmed = 0
+    all_confirmed = trio.Event()
 
     async def publish(seq: int) -> None:
         nonlocal confirmed
         store.enqueue("/", "q", seq, seq, b"x" * 64)
         await store.sync()
         confirmed += 1
+        if confirmed == 50:
+            all_confirmed.set()
 
     nursery.start_soon(publish, 0)
     await store.commit_started()
@@ -134,9 +139,8 @@ async def test_waiters_that_arrive_during_a_commit_share_the_next_one(
     await store.let_commit_finish()
     await store.commit_started()
     await store.let_commit_finish()
-    with trio.fail_after(10):
-        while confirmed < 50:
-            await trio.testing.wait_all_tasks_blocked()
+    with trio.fail_after(10):  # an event, not a busy loop: that would starve the commit
+        await all_confirmed.wait()
     assert store.stats["commits"] == 2
     assert store.stats["last_batch_ops"] == 49 * 2  # a message row and an entry row each
     await store.close()
@@ -155,12 +159,15 @@ async def test_failed_commit_raises_store_error_in_every_waiter(
 
     monkeypatch.setattr(store, "_write", disk_full)
     errors: list[BaseException] = []
+    three_failed = trio.Event()
 
     async def sync() -> None:
         try:
             await store.sync()
         except StoreError as exc:
             errors.append(exc)
+            if len(errors) == 3:
+                three_failed.set()
 
     async with trio.open_nursery() as nursery:
         if committer:
@@ -169,8 +176,7 @@ async def test_failed_commit_raises_store_error_in_every_waiter(
         for _ in range(3):
             nursery.start_soon(sync)
         with trio.fail_after(10):
-            while len(errors) < 3:
-                await trio.testing.wait_all_tasks_blocked()
+            await three_failed.wait()
         assert all(isinstance(exc.__cause__, sqlite3.OperationalError) for exc in errors)
         assert store.stats["errors"] == 1
 

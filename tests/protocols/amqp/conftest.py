@@ -46,8 +46,9 @@ class Client:
 
     def raw(self, data: bytes) -> list:
         self.conn.receive(data)
-        if self.conn.end_of_batch():
-            self.conn.synced()
+        ticket = self.conn.end_of_batch()
+        if ticket is not None:
+            self.conn.synced(ticket)
         return self.replies()
 
     def replies(self) -> list:

@@ -134,11 +134,10 @@ def test_unknown_field_table_type_is_a_syntax_error() -> None:
     assert caught.value.code == codec.SYNTAX_ERROR
 
 
-def test_deliver_frame_matches_pamqp() -> None:
+def test_deliver_head_matches_pamqp() -> None:
     deliver = commands.Basic.Deliver("ctag", 7, True, "ex", "rk")
-    ours = codec.deliver_frame(
-        5, codec.shortstr("ctag"), 7, True, codec.shortstr("ex"), codec.shortstr("rk")
-    )
+    before, after = codec.deliver_head(5, "ctag", "ex", "rk")
+    ours = before + (7 << 8 | 1).to_bytes(9, "big") + after
     assert ours == pamqp_frame.marshal(deliver, 5)
 
 
