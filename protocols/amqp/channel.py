@@ -352,9 +352,14 @@ class Channel:
         tag = self.next_tag
         self.next_tag = tag + 1
         conn = self.conn
-        head = consumer.deliver_heads.get((message.exchange, message.routing_key))
-        if head is None:
-            head = consumer.deliver_head(message.exchange, message.routing_key)
+        last = consumer.last_route
+        if last[0] is message.routing_key and last[1] is message.exchange:
+            head = last[2]
+        else:
+            head = consumer.deliver_heads.get((message.exchange, message.routing_key))
+            if head is None:
+                head = consumer.deliver_head(message.exchange, message.routing_key)
+            consumer.last_route = (message.routing_key, message.exchange, head)
         cache = message.cache
         if cache is None:
             cache = message.cache = {}

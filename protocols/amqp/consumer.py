@@ -30,6 +30,7 @@ class AMQPConsumer:
         "priority",
         "unacked",
         "deliver_heads",
+        "last_route",
     )
 
     def __init__(
@@ -54,6 +55,9 @@ class AMQPConsumer:
         #: (exchange, routing key) -> basic.deliver's bytes before and after the delivery
         #: tag and redelivered flag
         self.deliver_heads: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+        #: (routing key, exchange, head) of the last delivery: a stream repeats the very
+        #: same string objects, so an identity check finds its head without a lookup
+        self.last_route: tuple = (None, None, None)
 
     def deliver_head(self, exchange: str, routing_key: str) -> tuple[bytes, bytes]:
         if len(self.deliver_heads) >= DELIVER_HEADS:

@@ -24,6 +24,9 @@ log = logging.getLogger("broker.amqp")
 #: Decoded property blocks remembered per process (a bounded memo, cleared when full).
 MEMO_SIZE = 1024
 _DECODED: dict[bytes, Properties] = {}
+#: Encoded blocks of property objects other protocols share among a stream's messages
+#: (MQTT's, for instance), by identity (the object is kept, so its id stays its own).
+_ENCODED: dict[int, tuple[Properties, bytes]] = {}
 _CACHE_KEY = "amqp.properties"
 _EMPTY_BLOCK = b"\x00\x00"
 
@@ -123,12 +126,23 @@ def properties_block_of(message: Message) -> bytes:
         if props is EMPTY_PROPERTIES:
             block = _EMPTY_BLOCK
         else:
-            try:
-                block = wire_properties(props).marshal()
-            except (TypeError, ValueError) as exc:  # a header value AMQP has no type for
-                event(log, logging.WARNING, "amqp headers dropped", error=str(exc))
-                props = props.copy()
-                props.headers = None
-                block = wire_properties(props).marshal()
+            entry = _ENCODED.get(id(props))
+            if entry is not None and entry[0] is props:
+                block = entry[1]
+            else:
+                block = _encode(props)
+                if len(_ENCODED) >= MEMO_SIZE:
+                    _ENCODED.clear()
+                _ENCODED[id(props)] = (props, block)
         cache[_CACHE_KEY] = block
     return block
+
+
+def _encode(props: Properties) -> bytes:
+    try:
+        return wire_properties(props).marshal()
+    except (TypeError, ValueError) as exc:  # a header value AMQP has no type for
+        event(log, logging.WARNING, "amqp headers dropped", error=str(exc))
+        props = props.copy()
+        props.headers = None
+        return wire_properties(props).marshal()
