@@ -192,6 +192,14 @@ def get_all(channel: BlockingChannel, queue: str) -> list[bytes]:
         bodies.append(body)
 
 
+def queue_with(channel: BlockingChannel, *bodies: bytes) -> str:
+    """A new exclusive queue holding `bodies`."""
+    queue = channel.queue_declare("", exclusive=True).method.queue
+    for body in bodies:
+        channel.basic_publish("", queue, body)
+    return queue
+
+
 def message_count(channel: BlockingChannel, queue: str) -> int:
     """The ready messages in `queue` (a passive declare)."""
     return channel.queue_declare(queue, passive=True).method.message_count

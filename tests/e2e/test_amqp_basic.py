@@ -4,7 +4,6 @@ and recover, with pika's blocking connection."""
 from __future__ import annotations
 
 import pytest
-from pika.adapters.blocking_connection import BlockingChannel
 
 from .amqp import (
     PRECONDITION_FAILED,
@@ -14,18 +13,11 @@ from .amqp import (
     get,
     get_all,
     message_count,
+    queue_with,
     unique,
 )
 
 pytestmark = pytest.mark.amqp("basic")
-
-
-def queue_with(channel: BlockingChannel, *bodies: bytes) -> str:
-    """A new exclusive queue holding `bodies`."""
-    queue = channel.queue_declare("", exclusive=True).method.queue
-    for body in bodies:
-        channel.basic_publish("", queue, body)
-    return queue
 
 
 def test_deliver_carries_tag_exchange_key_and_redelivered(amqp_clients: PikaClients) -> None:

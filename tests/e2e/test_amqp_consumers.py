@@ -10,7 +10,6 @@ import aio_pika
 import amqp as pyamqp
 import pika
 import pytest
-from pika.adapters.blocking_connection import BlockingChannel
 
 from .amqp import (
     ACCESS_REFUSED,
@@ -23,6 +22,7 @@ from .amqp import (
     get_all,
     message_count,
     parameters,
+    queue_with,
     run_async,
     unique,
     url,
@@ -32,13 +32,6 @@ from .brokers import ALICE, BrokerProcess
 from .rawamqp import BASIC_CONSUME_OK, QUEUE_DECLARE_OK, RawAmqp, basic_consume, queue_declare
 
 pytestmark = pytest.mark.amqp("basic")
-
-
-def queue_with(channel: BlockingChannel, *bodies: bytes) -> str:
-    queue = channel.queue_declare("", exclusive=True).method.queue
-    for body in bodies:
-        channel.basic_publish("", queue, body)
-    return queue
 
 
 def test_server_generates_distinct_consumer_tags(amqp_broker: BrokerProcess) -> None:
