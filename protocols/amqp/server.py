@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 
 import trio
 
@@ -39,6 +40,7 @@ class _Writer:
     def __init__(self, stream: trio.abc.Stream, conn: AMQPConnection) -> None:
         self._stream = stream
         self._conn = conn
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
         self._wakeup = trio.Event()
         self._finishing = False
         self.sent_at = trio.current_time()
@@ -57,13 +59,32 @@ class _Writer:
             await self._wakeup.wait()
             self._wakeup = trio.Event()
             while conn.outbox:
-                data = conn.take_output()
                 with trio.fail_after(SEND_TIMEOUT):
-                    await self._stream.send_all(data)
+                    await self._send()
                 self.sent_at = trio.current_time()
                 conn.output_drained()
             if self._finishing:
                 return
+
+    async def _send(self) -> None:
+        """Send the outbox: on a plain socket straight from the buffer (what the socket
+        takes now, then the rest once it is writable), else through the stream."""
+        outbox = self._conn.outbox
+        sock = self._socket
+        if sock is None:
+            await self._stream.send_all(self._conn.take_output())
+            return
+        while outbox:
+            try:
+                # the descriptor is looked up each time: once closed it is -1, never reused
+                sent = os.write(sock.fileno(), outbox)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+            del outbox[:sent]
+            if outbox:
+                await trio.lowlevel.wait_writable(sock)
 
 
 async def _heartbeats(writer: _Writer, conn: AMQPConnection) -> None:
