@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from protocols.amqp.connection import AMQPConnection
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+#: Distinct (property block, body size) framings a channel keeps for deliveries.
+FRAMING_CACHE_SIZE = 256
 #: Largest message body accepted (RabbitMQ's default max_message_size).
 MAX_MESSAGE_SIZE = 128 * 1024 * 1024
 
@@ -91,6 +93,8 @@ class Channel:
         self.tx_publishes: list[tuple[Message, bool]] = []
         self.tx_acks: list[Callable[[], None]] = []
         self.reply_queue: Queue | None = None
+        #: (property block, body size) -> content framing before the body (see deliver)
+        self._framing: dict[tuple[bytes, int], bytes] = {}
         self._handlers: dict[int, Callable[[Any], None]] = {
             commands.Channel.Flow.index: self._flow,
             commands.Exchange.Declare.index: self._exchange_declare,
@@ -360,21 +364,25 @@ class Channel:
             if head is None:
                 head = consumer.deliver_head(message.exchange, message.routing_key)
             consumer.last_route = (message.routing_key, message.exchange, head)
-        cache = message.cache
-        if cache is None:
-            cache = message.cache = {}
-        key = (self.number, conn.frame_max)
-        content = cache.get(key)
-        if content is None:
-            content = cache[key] = codec.content_bytes(
-                self.number, properties_block_of(message), message.body, conn.frame_max
-            )
+        body = message.body
         outbox = conn.outbox
         wake = not outbox
         outbox += head[0]
         outbox += (tag << 8 | redelivered).to_bytes(9, "big")
         outbox += head[1]
-        outbox += content
+        if 0 < len(body) <= conn.frame_max - codec.FRAME_OVERHEAD:
+            # one body frame: its framing comes from a cache per (property block, size)
+            block = properties_block_of(message)
+            framing = self._framing.get((block, len(body)))
+            if framing is None:
+                framing = self._content_framing(block, len(body))
+            outbox += framing
+            outbox += body
+            outbox += b"\xce"
+        else:
+            outbox += codec.content_bytes(
+                self.number, properties_block_of(message), body, conn.frame_max
+            )
         if wake:
             conn.on_output()
         if consumer.no_ack:
@@ -383,6 +391,13 @@ class Channel:
         self.unacked_count += 1
         self.unacked[tag] = Delivery(queue, seq, consumer)
         return True
+
+    def _content_framing(self, block: bytes, size: int) -> bytes:
+        """The content header frame and the body frame's head for a one-frame body."""
+        if len(self._framing) >= FRAMING_CACHE_SIZE:
+            self._framing.clear()
+        framing = self._framing[block, size] = codec.content_framing(self.number, block, size)
+        return framing
 
     def cancelled_by_server(self, consumer: AMQPConsumer) -> None:
         """The consumer's queue was deleted: tell a client that understands it."""

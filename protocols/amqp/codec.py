@@ -394,6 +394,15 @@ def deliver_head(
     return _DELIVER_HEAD.pack(FRAME_METHOD, channel, size, 60, 60) + tag, ex + key + b"\xce"
 
 
+def content_framing(channel: int, properties: bytes, size: int) -> bytes:
+    """A content header frame followed by the head of the one body frame of ``size``
+    bytes: the content is this, the body, then the frame end octet."""
+    header = _HEADER_FRAME.pack(FRAME_HEADER, channel, 12 + len(properties), 60, 0, size)
+    if not size:
+        raise ValueError("an empty body has no body frame")
+    return b"".join((header, properties, b"\xce", _HEAD.pack(FRAME_BODY, channel, size)))
+
+
 def content_bytes(channel: int, properties: bytes, body: bytes, frame_max: int) -> bytes:
     """The content header and body frames of a message, as one bytes."""
     size = len(body)

@@ -117,6 +117,8 @@ def keep_block(message: Message, block: bytes) -> None:
 
 def properties_block_of(message: Message) -> bytes:
     """The encoded property block for delivering ``message``, encoded once per message."""
+    if message.properties is EMPTY_PROPERTIES:
+        return _EMPTY_BLOCK
     cache = message.cache
     if cache is None:
         cache = message.cache = {}

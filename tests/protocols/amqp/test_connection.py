@@ -163,3 +163,6 @@ def test_content_bytes_match_the_frame_by_frame_encoding() -> None:
     for body in (b"", b"x" * 10, b"y" * 5000):
         whole = codec.content_bytes(3, b"\x00\x00", body, 4096)
         assert whole == b"".join(codec.content_frames(3, len(body), b"\x00\x00", body, 4096))
+        if 0 < len(body) <= 4096 - codec.FRAME_OVERHEAD:
+            framing = codec.content_framing(3, b"\x00\x00", len(body))
+            assert framing + body + b"\xce" == whole
