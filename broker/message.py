@@ -173,7 +173,7 @@ def _unpack_ext(code: int, data: bytes) -> Any:
 
 def encode_message(message: Message) -> bytes:
     """The stored form of a message: msgpack of its durable fields."""
-    props = message.properties.to_dict()
+    props = _stored_properties(message.properties)
     return msgpack.packb(
         (
             message.exchange,
@@ -187,6 +187,25 @@ def encode_message(message: Message) -> bytes:
         use_bin_type=True,
         default=_pack_default,
     )
+
+
+#: Property dicts of the property objects a publisher's stream shares, by identity (the
+#: object is kept, so its id stays its own); bounded, cleared when full.
+_STORED_PROPERTIES: dict[int, tuple[Properties, dict[str, Any]]] = {}
+_STORED_PROPERTIES_SIZE = 1024
+
+
+def _stored_properties(props: Properties) -> dict[str, Any]:
+    """``props.to_dict()``, once per shared object: properties are not changed in place
+    once a message carries them (dead-lettering and the like work on copies)."""
+    entry = _STORED_PROPERTIES.get(id(props))
+    if entry is not None and entry[0] is props:
+        return entry[1]
+    values = props.to_dict()
+    if len(_STORED_PROPERTIES) >= _STORED_PROPERTIES_SIZE:
+        _STORED_PROPERTIES.clear()
+    _STORED_PROPERTIES[id(props)] = (props, values)
+    return values
 
 
 def decode_message(data: bytes) -> Message:
