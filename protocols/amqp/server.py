@@ -1,11 +1,11 @@
 """The thin trio adapter: drives an ``AMQPConnection`` from a byte stream.
 
 Per connection, a nursery holds the reading loop (this task), a writer task that sends
-the connection's outbox whenever it has bytes, and, once heartbeats are negotiated, a
-heartbeat task.  A read's frames are handled together; when they routed messages to
-durable storage the reader awaits the store once (group commit) before the confirms go
-out.  Publishers pause between reads while the core's flow control says a consumer is
-backlogged.
+the connection's outbox whenever it has bytes, a confirmer task, and, once heartbeats are
+negotiated, a heartbeat task.  A read's frames are handled together; confirms for what they
+stored wait in order for the store's sync in the confirmer (group commit), while the reader
+goes on.  Publishers pause between reads while the core's flow control says a consumer is
+backlogged, and a publish during a resource alarm stops reading until it clears.
 """
 
 from __future__ import annotations
