@@ -2,9 +2,9 @@
 connections kept for teardown, consumers that collect deliveries, assertions on channels
 and connections the broker closes, and a runner for asyncio clients (aio-pika, aiormq).
 
-Feature gate: a test marked `@pytest.mark.amqp("name")` runs against our broker only once
-"name" is in OURS_AMQP (conftest.py skips it otherwise); against RabbitMQ every test runs
-but the cross-protocol ones, against Mosquitto none.
+A test marked `@pytest.mark.amqp("feature")` shows one feature of the AMQP issue; it runs
+against our broker and RabbitMQ (but the cross-protocol ones, which test our mapping), not
+against Mosquitto (conftest.py).
 """
 
 from __future__ import annotations
@@ -52,9 +52,6 @@ FEATURES = frozenset(
         "blocked",
     }
 )
-
-# Features of AMQP 0-9-1 our broker has so far.
-OURS_AMQP: set[str] = set(FEATURES)
 
 TIMEOUT = 5.0
 T = TypeVar("T")

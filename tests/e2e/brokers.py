@@ -149,9 +149,20 @@ class BrokerProcess:
         self.log: list[str] = []
         self.proc: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
+        self._logged = threading.Condition()  # notified on every line of output
 
     def command(self) -> list[str]:
         raise NotImplementedError
+
+    def set_memory_alarm(self, on: bool) -> None:
+        """Raise or clear the broker's memory alarm (AMQP connection.blocked tests)."""
+        raise NotImplementedError(f"{type(self).__name__} has no memory alarm to set")
+
+    def wait_logged(self, text: str, count: int, timeout: float = START_TIMEOUT) -> None:
+        """Wait until ``text`` appears in the output ``count`` times (BrokerError if not)."""
+        with self._logged:
+            if not self._logged.wait_for(lambda: self.log_text().count(text) >= count, timeout):
+                raise BrokerError(f"{text!r} not logged {count} times:\n{self.log_text()}")
 
     def on_line(self, line: str) -> bool:
         """Learn from one line of output; True once the broker is ready."""
@@ -185,7 +196,9 @@ class BrokerProcess:
     def _drain(self, proc: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
-            self.log.append(line.rstrip("\n"))
+            with self._logged:
+                self.log.append(line.rstrip("\n"))
+                self._logged.notify_all()
             lines.put(line)
         lines.put(None)
 
@@ -254,11 +267,7 @@ class OurBroker(BrokerProcess):
         reloads = self.log_text().count("config reloaded")
         assert self.proc is not None
         self.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + START_TIMEOUT
-        while self.log_text().count("config reloaded") == reloads:
-            if time.monotonic() > deadline:
-                raise BrokerError(f"no config reload after SIGHUP:\n{self.log_text()}")
-            time.sleep(0.02)
+        self.wait_logged("config reloaded", reloads + 1)
 
     def on_line(self, line: str) -> bool:
         if m := self.LISTENING.search(line):

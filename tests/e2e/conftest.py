@@ -27,7 +27,7 @@ from .brokers import (
     merge,
 )
 from .clients import Clients
-from .mqtt5 import FEATURES, OURS_MQTT5
+from .mqtt5 import FEATURES
 
 E2E_DIR = Path(__file__).parent
 BROKERS_KEY = pytest.StashKey[list[BrokerProcess]]()
@@ -148,14 +148,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "mqtt5(feature): an MQTT 5 feature test; against our broker it is skipped until the"
-        " feature is in OURS_MQTT5 (tests/e2e/mqtt5.py)",
+        "mqtt5(feature): the MQTT 5 feature of tests/e2e/mqtt5.py FEATURES a test shows",
     )
     config.addinivalue_line(
         "markers",
-        "amqp(feature): an AMQP 0-9-1 feature test; against our broker it is skipped until the"
-        " feature is in OURS_AMQP (tests/e2e/amqp.py); RabbitMQ runs every one but the"
-        " cross-protocol ones, Mosquitto none",
+        "amqp(feature): the AMQP 0-9-1 feature of tests/e2e/amqp.py FEATURES a test shows;"
+        " RabbitMQ runs every one but the cross-protocol ones, Mosquitto none",
     )
 
 
@@ -163,11 +161,9 @@ def amqp_skip_reason(feature: str) -> str | None:
     """Why an AMQP test of `feature` does not run against the broker under test, if so."""
     if ON_MOSQUITTO:
         return "Mosquitto speaks no AMQP"
-    if ON_RABBITMQ:
-        if feature == "cross-protocol":
-            return "RabbitMQ: the protocol mapping under test is ours (SPEC, where protocols meet)"
-        return None
-    return None if feature in amqp.OURS_AMQP else f"AMQP feature {feature!r} not in ours yet"
+    if ON_RABBITMQ and feature == "cross-protocol":
+        return "RabbitMQ: the protocol mapping under test is ours (SPEC, where protocols meet)"
+    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -186,5 +182,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         feature = marker.args[0]
         assert feature in FEATURES, f"{item.nodeid}: unknown MQTT 5 feature {feature!r}"
-        if not ON_MOSQUITTO and feature not in OURS_MQTT5:
-            item.add_marker(pytest.mark.skip(reason=f"MQTT 5 feature {feature!r} not in ours yet"))

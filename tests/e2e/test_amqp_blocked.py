@@ -17,14 +17,8 @@ pytestmark = pytest.mark.amqp("blocked")
 def memory_alarm(amqp_broker: BrokerProcess) -> Iterator[Callable[[bool], None]]:
     """set(True) raises the broker's memory alarm, set(False) clears it; cleared at
     teardown in any case, since the broker is shared."""
-    set_alarm: Callable[[bool], None] | None = getattr(amqp_broker, "set_memory_alarm", None)
-    if set_alarm is None:
-        pytest.skip(
-            "the broker under test gives tests no way to raise a memory alarm: its launcher"
-            " needs a set_memory_alarm(on) method, as RabbitMQ's has (rabbitmqctl)"
-        )
-    yield set_alarm
-    set_alarm(False)
+    yield amqp_broker.set_memory_alarm
+    amqp_broker.set_memory_alarm(False)
 
 
 def test_publisher_is_blocked_during_a_memory_alarm(
