@@ -1,6 +1,6 @@
 """Resource alarms: memory use over its high watermark, free disk under its limit.
 
-As in RabbitMQ, an alarm blocks publishers (AMQP clients are told with
+As in RabbitMQ, an alarm blocks publishers of every protocol (AMQP clients are told with
 connection.blocked) until it clears; consumers carry on, which is how the backlog drains.
 The core checks the resources once a second; front ends subscribe to changes.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+
+import trio
 
 MEMORY, DISK = "memory", "disk"
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -32,26 +34,30 @@ def free_disk(path: Path) -> int:
 
 
 class Alarms:
-    """The set of raised alarms, with listeners told of every change."""
+    """The set of raised alarms; ``cleared`` is set while there is none (publishers wait on
+    it), and listeners are told of every change (AMQP's connection.blocked)."""
 
     def __init__(self) -> None:
         self.active: set[str] = set()
-        self._listeners: set[Callable[[], None]] = set()
+        self.cleared = trio.Event()
+        self.cleared.set()
+        self._listeners: list[Callable[[], None]] = []
 
     def subscribe(self, listener: Callable[[], None]) -> None:
-        self._listeners.add(listener)
-
-    def unsubscribe(self, listener: Callable[[], None]) -> None:
-        self._listeners.discard(listener)
+        self._listeners.append(listener)
 
     def set(self, name: str, raised: bool) -> None:
         if raised == (name in self.active):
             return
         if raised:
             self.active.add(name)
+            if self.cleared.is_set():
+                self.cleared = trio.Event()
         else:
             self.active.discard(name)
-        for listener in list(self._listeners):
+            if not self.active:
+                self.cleared.set()
+        for listener in self._listeners:
             listener()
 
 

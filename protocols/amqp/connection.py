@@ -132,7 +132,7 @@ class AMQPConnection:
         self._handle(frames)
 
     def _handle(self, frames: list) -> None:
-        unblocked = self.front.unblocked
+        alarms = self.broker.alarms
         channels = self.channels
         index, count = 0, len(frames)
         while index < count:
@@ -142,7 +142,7 @@ class AMQPConnection:
             index += 1
             kind_of = type(payload)
             if kind_of is codec.WholePublish or kind_of is codec.Publish:
-                if not unblocked.is_set():
+                if not alarms.cleared.is_set():
                     # a resource alarm: publishes wait, and so does everything after them
                     self.held = frames[index - 1 :]
                     return

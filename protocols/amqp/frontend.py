@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import trio
-
 if TYPE_CHECKING:
     from broker.core import Broker
     from protocols.amqp.connection import AMQPConnection
@@ -27,9 +25,6 @@ class AMQPFrontEnd:
         #: every open connection, and what to call when the last one has gone (shutdown)
         self.connections: set[AMQPConnection] = set()
         self.on_idle: Callable[[], None] | None = None
-        #: set while no resource alarm is raised; publishers wait on it (connection.blocked)
-        self.unblocked = trio.Event()
-        self.unblocked.set()
         broker.alarms.subscribe(self._alarms_changed)
 
     @property
@@ -42,9 +37,5 @@ class AMQPFrontEnd:
 
     def _alarms_changed(self) -> None:
         reason = self.blocked_reason
-        if reason is None:
-            self.unblocked.set()
-        elif self.unblocked.is_set():
-            self.unblocked = trio.Event()
         for conn in list(self.connections):
             conn.alarms_changed(reason)

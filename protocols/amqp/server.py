@@ -128,7 +128,6 @@ async def _read_loop(
     tickets: trio.MemorySendChannel[list[bytes]],
 ) -> None:
     flow = conn.vhost.flow
-    front = conn.front
     deadline = trio.current_time() + HANDSHAKE_TIMEOUT
     beating = False
     while not conn.closed:
@@ -150,7 +149,7 @@ async def _read_loop(
         conn.receive(data)
         while conn.held:  # a publish during a resource alarm: read nothing until it clears
             await settle(conn, tickets)
-            await front.unblocked.wait()
+            await conn.broker.alarms.cleared.wait()
             conn.resume()
         await settle(conn, tickets)
         if flow.backlogged and conn.state == OPEN:

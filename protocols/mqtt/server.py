@@ -21,6 +21,7 @@ import trio
 
 from broker.log import event
 from broker.ticker import Ticker
+from protocols.mqtt.codec import Publish
 from protocols.mqtt.connection import MQTTConnection
 from protocols.mqtt.frontend import MQTTFrontEnd
 
@@ -225,6 +226,7 @@ async def _read(
     stream: trio.abc.Stream, conn: MQTTConnection, front: MQTTFrontEnd, ticker: Ticker | None
 ) -> None:
     store = conn.broker.store
+    alarms = conn.broker.alarms
     flow = conn.flow
     source = _Input(stream, conn, ticker)
     with trio.CancelScope() as keepalive:
@@ -237,6 +239,8 @@ async def _read(
             if not data:
                 return
             packets = conn.decode(data)
+            if not alarms.cleared.is_set() and any(type(p) is Publish for p in packets):
+                await alarms.cleared.wait()  # a resource alarm: publishers wait it out
             start, end = 0, len(packets)
             while start < end and not conn.closing:
                 if conn.publisher and flow.backlogged:

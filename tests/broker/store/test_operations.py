@@ -160,6 +160,24 @@ async def test_dequeue_and_purge(backend: Backend) -> None:
     await store.close()
 
 
+async def test_acks_in_runs_and_out_of_order_delete_exactly_their_entries(
+    backend: Backend,
+) -> None:
+    store, _ = await backend.open()
+    for seq in range(1, 21):
+        store.enqueue("/", "q", seq, seq, b"m%d" % seq)
+        store.enqueue("/", "r", seq, 100 + seq, b"r%d" % seq)
+    await store.sync()
+    for seq in (9, 3, 4, 5, 1, 12, 13, 14, 20, 7):  # runs 3-5 and 12-14, gaps between
+        store.dequeue("/", "q", seq)
+    store.dequeue("/", "r", 2)
+    store, snapshot = await backend.reopen(store)
+    kept = [2, 6, 8, 10, 11, 15, 16, 17, 18, 19]
+    assert snapshot.messages[("/", "q")] == [(seq, b"m%d" % seq) for seq in kept]
+    assert [seq for seq, _ in snapshot.messages[("/", "r")]] == [1, *range(3, 21)]
+    await store.close()
+
+
 @pytest.mark.parametrize("commit_between", [False, True])
 async def test_requeue_at_the_same_seq_replaces_the_entry(
     backend: Backend, commit_between: bool

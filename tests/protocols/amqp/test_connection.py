@@ -112,11 +112,11 @@ def test_resource_alarm_blocks_and_unblocks(client: Client, front: AMQPFrontEnd)
     front.broker.alarms.set(MEMORY, True)
     [blocked] = client.replies()
     assert isinstance(blocked, commands.Connection.Blocked) and "memory" in blocked.reason
-    assert not front.unblocked.is_set()
+    assert not front.broker.alarms.cleared.is_set()
     front.broker.alarms.set(MEMORY, False)
     [unblocked] = client.replies()
     assert isinstance(unblocked, commands.Connection.Unblocked)
-    assert front.unblocked.is_set()
+    assert front.broker.alarms.cleared.is_set()
 
 
 def test_topic_acl_applies_to_amqp_publishes(client: Client) -> None:
