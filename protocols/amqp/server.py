@@ -16,6 +16,7 @@ import os
 
 import trio
 
+from broker.guard import guarded_connection
 from broker.log import event
 from protocols.amqp.codec import HEARTBEAT_FRAME
 from protocols.amqp.connection import OPEN, AMQPConnection
@@ -169,29 +170,24 @@ async def serve(
 ) -> None:
     """Run one AMQP connection until it ends; never raises for the peer's faults."""
     conn = AMQPConnection(front, peer=peer, peer_loopback=peer_loopback)
-    try:
-        async with trio.open_nursery() as nursery:
-            writer = _Writer(stream, conn)
-            conn.on_output = writer.requested
-            nursery.start_soon(writer.run)
-            try:
-                await _read(stream, conn, writer)
-            finally:
-                # release queues and consumers while the nursery is open (trio checkpoints
-                # after it closes, and deliveries must not find this connection then)
-                conn.connection_lost()
-            writer.finish()
-            nursery.cancel_scope.deadline = trio.current_time() + CLOSE_TIMEOUT
-    except* (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
-        event(log, logging.DEBUG, "amqp connection dropped", peer=peer)
-    except* Exception:
-        log.exception("amqp connection failed", extra={"fields": {"peer": peer}})
-    finally:
-        conn.connection_lost()
-        with trio.CancelScope(shield=True), trio.move_on_after(1):
-            await stream.aclose()
+
+    def closed() -> None:
         if not front.connections and front.on_idle is not None:
             front.on_idle()
+
+    guard = guarded_connection(log, "amqp", peer, stream, conn.connection_lost, closed)
+    async with guard, trio.open_nursery() as nursery:
+        writer = _Writer(stream, conn)
+        conn.on_output = writer.requested
+        nursery.start_soon(writer.run)
+        try:
+            await _read(stream, conn, writer)
+        finally:
+            # release queues and consumers while the nursery is open (trio checkpoints
+            # after it closes, and deliveries must not find this connection then)
+            conn.connection_lost()
+        writer.finish()
+        nursery.cancel_scope.deadline = trio.current_time() + CLOSE_TIMEOUT
 
 
 async def shut_down(front: AMQPFrontEnd, timeout: float) -> None:

@@ -19,6 +19,7 @@ import os
 
 import trio
 
+from broker.guard import guarded_connection
 from broker.log import event
 from broker.ticker import Ticker
 from protocols.mqtt.codec import Publish
@@ -272,31 +273,26 @@ async def serve(
     ticker, a steady publisher's reads are coalesced on its ticks."""
     conn = MQTTConnection(front, peer=peer, peer_loopback=peer_loopback)
     front.connections.add(conn)
-    try:
-        async with trio.open_nursery() as nursery:
-            output = _Output(front, stream, conn, nursery)
-            conn.on_output = output.requested
-            try:
-                with trio.CancelScope() as reading:
-                    # a takeover ends the reading only: the DISCONNECT it queued still goes out
-                    conn.on_kick = reading.cancel
-                    await _read(stream, conn, front, ticker)
-            finally:
-                # detach from the session while the nursery is open: once it has closed
-                # (trio checkpoints in between) no writer could start for a delivery
-                conn.connection_lost()
-            output.finish()
-            nursery.cancel_scope.deadline = trio.current_time() + FLUSH_TIMEOUT
-    except* (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
-        event(log, logging.DEBUG, "mqtt connection dropped", peer=peer)
-    except* Exception:
-        log.exception("mqtt connection failed", extra={"fields": {"peer": peer}})
-    finally:
-        conn.connection_lost()
-        with trio.CancelScope(shield=True), trio.move_on_after(1):
-            await stream.aclose()
+
+    def closed() -> None:
         front.connection_closed(conn)
         event(log, logging.DEBUG, "mqtt connection closed", peer=peer, client_id=conn.client_id)
+
+    guard = guarded_connection(log, "mqtt", peer, stream, conn.connection_lost, closed)
+    async with guard, trio.open_nursery() as nursery:
+        output = _Output(front, stream, conn, nursery)
+        conn.on_output = output.requested
+        try:
+            with trio.CancelScope() as reading:
+                # a takeover ends the reading only: the DISCONNECT it queued still goes out
+                conn.on_kick = reading.cancel
+                await _read(stream, conn, front, ticker)
+        finally:
+            # detach from the session while the nursery is open: once it has closed
+            # (trio checkpoints in between) no writer could start for a delivery
+            conn.connection_lost()
+        output.finish()
+        nursery.cancel_scope.deadline = trio.current_time() + FLUSH_TIMEOUT
 
 
 async def housekeeping(front: MQTTFrontEnd) -> None:
