@@ -126,16 +126,15 @@ class Channel:
     def method(self, method: Any) -> None:
         if self.content is not None:
             raise AMQPError(UNEXPECTED_FRAME, f"{_name(method)} while content was expected")
-        if type(method) is codec.WholePublish:
+        kind = type(method)
+        if kind is codec.WholePublish or kind is codec.Publish:
             if method.immediate:
                 raise AMQPError(codec.NOT_IMPLEMENTED, "immediate=true", method.index)
+            if kind is codec.Publish:
+                self.content = PendingPublish(method)  # its content frames follow
+                return
             block = method.properties
             self._publish(method, properties_from_block(block), block, method.body)
-            return
-        if type(method) is codec.Publish:
-            if method.immediate:
-                raise AMQPError(codec.NOT_IMPLEMENTED, "immediate=true", method.index)
-            self.content = PendingPublish(method)
             return
         if type(method) is codec.Ack:
             self._ack(method.delivery_tag, method.multiple, method.index)
@@ -178,7 +177,7 @@ class Channel:
             self.content = None
             body = b"".join((*content.parts, payload)) if content.parts else payload
             assert content.properties is not None
-            self._publish(content.method, content.properties, content.block, bytes(body))
+            self._publish(content.method, content.properties, content.block, body)
         else:
             content.parts.append(payload)
 
@@ -303,18 +302,14 @@ class Channel:
 
     def _return(self, message: Message, code: int, text: str) -> None:
         method = commands.Basic.Return(code, text, message.exchange, message.routing_key)
-        self.conn.write_parts(
-            [
-                codec.method_frame(self.number, method),
-                *codec.content_frames(
-                    self.number,
-                    len(message.body),
-                    properties_block_of(message),
-                    message.body,
-                    self.conn.frame_max,
-                ),
-            ]
+        self._write_with_content(method, message)
+
+    def _write_with_content(self, method: Any, message: Message) -> None:
+        """A content-carrying method (basic.return, basic.get-ok) with the message."""
+        content = codec.content_bytes(
+            self.number, properties_block_of(message), message.body, self.conn.frame_max
         )
+        self.conn.write_parts([codec.method_frame(self.number, method), content])
 
     def confirm_frames(self) -> list[bytes]:
         """basic.ack/nack for the publishes confirmed since the last call, runs of acks
@@ -639,18 +634,7 @@ class Channel:
         ok = commands.Basic.GetOk(
             tag, entry.redelivered, message.exchange, message.routing_key, len(queue)
         )
-        conn.write_parts(
-            [
-                codec.method_frame(self.number, ok),
-                *codec.content_frames(
-                    self.number,
-                    len(message.body),
-                    properties_block_of(message),
-                    message.body,
-                    conn.frame_max,
-                ),
-            ]
-        )
+        self._write_with_content(ok, message)
 
     # -- acknowledgements ---------------------------------------------------------------
 

@@ -361,10 +361,6 @@ def method_frame(channel: int, method: Method) -> bytes:
     return frame(FRAME_METHOD, channel, payload)
 
 
-def properties_block(properties: commands.Basic.Properties) -> bytes:
-    return properties.marshal()
-
-
 def shortstr(value: str) -> bytes:
     raw = value.encode()
     if len(raw) > 255:

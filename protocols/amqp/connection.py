@@ -141,27 +141,22 @@ class AMQPConnection:
             kind, number, payload = frames[index]
             index += 1
             kind_of = type(payload)
-            if kind_of is codec.WholePublish or kind_of is codec.Publish:
-                if not alarms.cleared.is_set():
-                    # a resource alarm: publishes wait, and so does everything after them
-                    self.held = frames[index - 1 :]
-                    return
-                channel = channels.get(number)
-                if channel is not None and not channel.closing and self.state == OPEN:
-                    try:  # the hot path: straight to the channel, a stream as a run
-                        if kind_of is codec.WholePublish:
-                            end = _run_end(frames, index, count)
-                            if end > index:
-                                channel.publish_run([f[2] for f in frames[index - 1 : end]])
-                                index = end
-                                continue
-                        channel.method(payload)
-                    except ChannelError as exc:
-                        self._close_channel(number, exc)
-                    except AMQPError as exc:
-                        self._fail(exc)
-                    continue
             try:
+                if kind_of is codec.WholePublish or kind_of is codec.Publish:
+                    if not alarms.cleared.is_set():
+                        # a resource alarm: publishes wait, and so does everything after them
+                        self.held = frames[index - 1 :]
+                        return
+                    channel = channels.get(number)
+                    if channel is not None and not channel.closing and self.state == OPEN:
+                        # the hot path: straight to the channel, a stream as a run
+                        end = _run_end(frames, index, count)
+                        if end > index:
+                            channel.publish_run([f[2] for f in frames[index - 1 : end]])
+                            index = end
+                        else:
+                            channel.method(payload)
+                        continue
                 self._frame(kind, number, payload)
             except ChannelError as exc:
                 self._close_channel(number, exc)
@@ -526,8 +521,11 @@ class AMQPConnection:
 
 def _run_end(frames: list, index: int, count: int) -> int:
     """Where the run of whole publishes like ``frames[index - 1]`` (same channel,
-    exchange, routing key, flags and property block) ends."""
+    exchange, routing key, flags and property block) ends; ``index`` when that frame is no
+    whole publish or none like it follows."""
     number, first = frames[index - 1][1], frames[index - 1][2]
+    if type(first) is not codec.WholePublish:
+        return index
     exchange, key, block = first.exchange, first.routing_key, first.properties
     mandatory = first.mandatory
     while index < count:
