@@ -146,6 +146,7 @@ class BrokerProcess:
         self.mqtt_port = 0
         self.mqtts_port: int | None = None
         self.amqp_port: int | None = None
+        self.amqps_port: int | None = None
         self.log: list[str] = []
         self.proc: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -248,7 +249,8 @@ class OurBroker(BrokerProcess):
     READY = re.compile(r"\sINFO\s+ready\b")
 
     def start(self) -> None:
-        self.mqtt_port, self.mqtts_port, self.amqp_port = 0, None, None  # new on every start
+        # new ports on every start
+        self.mqtt_port, self.mqtts_port, self.amqp_port, self.amqps_port = 0, None, None, None
         super().start()
 
     def command(self) -> list[str]:
@@ -278,6 +280,8 @@ class OurBroker(BrokerProcess):
                 self.mqtts_port = port
             elif protocol == "amqp":
                 self.amqp_port = port
+            elif protocol == "amqps":
+                self.amqps_port = port
             return False
         if self.READY.search(line):
             if not self.mqtt_port:
