@@ -44,7 +44,8 @@ class MosquittoSub:
         )
         self.output: list[str] = []
         self._lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._drain, daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
 
     def _drain(self) -> None:
         assert self.proc.stdout is not None
@@ -62,6 +63,7 @@ class MosquittoSub:
     def messages(self) -> list[tuple[int, bool, str, str]]:
         """Wait for the exit (after -C messages) and return (qos, retain, topic, payload)s."""
         assert self.proc.wait(TIMEOUT) == 0, "\n".join(self.output)
+        self._drainer.join(TIMEOUT)  # the exit can come before the last lines are read
         parsed = []
         for line in self.output:
             if line.startswith("MSG "):
