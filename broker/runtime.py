@@ -30,6 +30,10 @@ from protocols.mqtt.frontend import MQTTFrontEnd
 from protocols.mqtt.server import housekeeping as mqtt_housekeeping
 from protocols.mqtt.server import serve as serve_mqtt
 from protocols.mqtt.server import shut_down as shut_down_mqtt
+from protocols.xmpp.connection import StreamSettings
+from protocols.xmpp.frontend import XMPPFrontEnd
+from protocols.xmpp.server import serve as serve_xmpp
+from protocols.xmpp.server import shut_down as shut_down_xmpp
 
 log = logging.getLogger("broker")
 
@@ -111,12 +115,13 @@ class Server:
         self.users.apply_config(self.config.users)
         mqtt = MQTTFrontEnd(self.broker, self.config.mqtt)
         amqp = AMQPFrontEnd(self.broker, self.config.limits.amqp_frame_max)
+        xmpp = XMPPFrontEnd(self.broker, self._xmpp_settings(), tls_available=True)
         try:
             async with trio.open_nursery() as core:
                 await core.start(self.store.run)
                 await core.start(self.broker.run)
                 async with trio.open_nursery() as listeners:
-                    await self._listen(listeners, mqtt, amqp)
+                    await self._listen(listeners, mqtt, amqp, xmpp)
                     listeners.start_soon(mqtt_housekeeping, mqtt)
                     if self._reload is not None:
                         listeners.start_soon(self._reload_on_hangup)
@@ -131,6 +136,7 @@ class Server:
                     async with trio.open_nursery() as closing:
                         closing.start_soon(shut_down_mqtt, mqtt, SHUTDOWN_GRACE)
                         closing.start_soon(shut_down_amqp, amqp, SHUTDOWN_GRACE)
+                        closing.start_soon(shut_down_xmpp, xmpp, SHUTDOWN_GRACE)
                     listeners.cancel_scope.cancel()
                 await self.store.sync()
                 core.cancel_scope.cancel()
@@ -139,7 +145,17 @@ class Server:
                 await self.store.close()
             event(log, logging.INFO, "stopped")
 
-    async def _listen(self, nursery: trio.Nursery, mqtt: MQTTFrontEnd, amqp: AMQPFrontEnd) -> None:
+    def _xmpp_settings(self) -> StreamSettings:
+        limits = self.config.limits
+        return StreamSettings(
+            domain=self.config.xmpp.domain.lower(),
+            max_stanza_size=limits.xmpp_max_stanza_size,
+            max_depth=limits.xml_max_depth,
+        )
+
+    async def _listen(
+        self, nursery: trio.Nursery, mqtt: MQTTFrontEnd, amqp: AMQPFrontEnd, xmpp: XMPPFrontEnd
+    ) -> None:
         interval = self.config.mqtt.read_coalesce_us / 1e6
         ticker = Ticker(interval) if interval else None
         if ticker is not None:
@@ -158,6 +174,18 @@ class Server:
         await self._open("amqp", amqp_handler, nursery, tls_context=None)
         if self.config.listener("amqps") is not None:
             await self._open("amqps", amqp_handler, nursery, tls_context=self._tls_context())
+
+        starttls = self._tls_context()
+
+        async def xmpp_handler(stream: trio.abc.Stream, peer: str, loopback: bool) -> None:
+            await serve_xmpp(xmpp, stream, peer=peer, peer_loopback=loopback, tls=starttls)
+
+        async def xmpps_handler(stream: trio.abc.Stream, peer: str, loopback: bool) -> None:
+            await serve_xmpp(xmpp, stream, peer=peer, peer_loopback=loopback, tls=None, secure=True)
+
+        await self._open("xmpp", xmpp_handler, nursery, tls_context=None)
+        if self.config.listener("xmpps") is not None:
+            await self._open("xmpps", xmpps_handler, nursery, tls_context=starttls)
 
     def _tls_context(self) -> ssl.SSLContext:
         cfg = self.config.tls

@@ -39,7 +39,12 @@ ALICE = ("alice", "secret")
 NOPERM = ("noperm", "nopass")  # authenticates, but has no permissions on vhost "/"
 
 DEFAULT_CONFIG: dict[str, Any] = {
-    "listeners": {"mqtt": "127.0.0.1:0", "amqp": "127.0.0.1:0", "xmpp": False, "http": False},
+    "listeners": {
+        "mqtt": "127.0.0.1:0",
+        "amqp": "127.0.0.1:0",
+        "xmpp": "127.0.0.1:0",
+        "http": False,
+    },
     "mqtt": {"max_packet_size": 65536, "sys_interval": 1, "max_inflight": 20},
     "auth": {"allow_anonymous": True},
     "users": [
@@ -147,6 +152,8 @@ class BrokerProcess:
         self.mqtts_port: int | None = None
         self.amqp_port: int | None = None
         self.amqps_port: int | None = None
+        self.xmpp_port: int | None = None
+        self.xmpps_port: int | None = None
         self.log: list[str] = []
         self.proc: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -251,6 +258,7 @@ class OurBroker(BrokerProcess):
     def start(self) -> None:
         # new ports on every start
         self.mqtt_port, self.mqtts_port, self.amqp_port, self.amqps_port = 0, None, None, None
+        self.xmpp_port, self.xmpps_port = None, None
         super().start()
 
     def command(self) -> list[str]:
@@ -282,6 +290,10 @@ class OurBroker(BrokerProcess):
                 self.amqp_port = port
             elif protocol == "amqps":
                 self.amqps_port = port
+            elif protocol == "xmpp":
+                self.xmpp_port = port
+            elif protocol == "xmpps":
+                self.xmpps_port = port
             return False
         if self.READY.search(line):
             if not self.mqtt_port:

@@ -28,6 +28,7 @@ from .brokers import (
 )
 from .clients import Clients
 from .mqtt5 import FEATURES
+from .xmpp import xmpp, xmpp_broker  # noqa: F401  (fixtures)
 
 E2E_DIR = Path(__file__).parent
 BROKERS_KEY = pytest.StashKey[list[BrokerProcess]]()
@@ -173,6 +174,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             assert feature in amqp.FEATURES, f"{item.nodeid}: unknown AMQP feature {feature!r}"
             if reason := amqp_skip_reason(feature):
                 item.add_marker(pytest.mark.skip(reason=reason))
+            continue
+        if (ON_RABBITMQ or ON_MOSQUITTO) and item.path.name.startswith("test_xmpp"):
+            item.add_marker(pytest.mark.skip(reason="XMPP is tested against ours only"))
             continue
         if ON_RABBITMQ and E2E_DIR in item.path.parents:
             item.add_marker(pytest.mark.skip(reason="RabbitMQ runs only the AMQP tests"))

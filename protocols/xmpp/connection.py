@@ -1,0 +1,261 @@
+"""One client-to-server stream, sans-I/O: stream headers, STARTTLS, SASL and everything
+after authentication handed to a ``SessionHandler`` (the front end).
+
+Feed it bytes with ``receive``; it appends what to send to ``outbox``.  Three things are
+the adapter's to act on afterwards: ``tls_requested`` (send the outbox, wrap the stream in
+TLS, call ``tls_established``), ``closing`` (send the outbox, then close), and the
+handler's own deliveries into ``outbox`` (``on_output`` is called when they arrive).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from lxml import etree
+
+from broker.auth import UserDB
+from broker.log import event
+from protocols.xmpp import sasl
+from protocols.xmpp.jid import JID
+from protocols.xmpp.stanza import stream_error
+from protocols.xmpp.stream import StreamClosed, StreamError, StreamOpened, StreamParser
+
+log = logging.getLogger("broker.xmpp")
+
+NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
+NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+#: failed authentication attempts allowed on one stream before it is closed
+MAX_AUTH_FAILURES = 3
+
+
+class SessionHandler(Protocol):
+    """What the front end provides for authenticated streams."""
+
+    def features(self, conn: XMPPConnection) -> str:
+        """Stream features offered after authentication (bind, sm, csi...)."""
+
+    def element(self, conn: XMPPConnection, el: etree._Element) -> None:
+        """A top-level element of an authenticated stream (bind, stanzas, nonzas)."""
+
+    def lost(self, conn: XMPPConnection) -> None:
+        """The stream is ending, however it ends (called once or more)."""
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    domain: str
+    max_stanza_size: int = 262_144
+    max_depth: int = 100
+
+
+class XMPPConnection:
+    def __init__(
+        self,
+        settings: StreamSettings,
+        users: UserDB,
+        handler: SessionHandler,
+        *,
+        peer: str,
+        peer_loopback: bool,
+        tls_available: bool,
+        secure: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.domain = settings.domain
+        self.users = users
+        self.handler = handler
+        self.peer = peer
+        self.peer_loopback = peer_loopback
+        self.tls_available = tls_available
+        #: the stream runs over TLS (direct TLS, or after STARTTLS)
+        self.secure = secure
+        self.outbox = bytearray()
+        self.on_output: Callable[[], None] | None = None
+        self.parser = StreamParser(settings.max_stanza_size, settings.max_depth)
+        self.stream_id = ""
+        self.header_sent = False
+        self.tls_requested = False
+        self.closing = False
+        #: the authenticated user's name and, once a resource is bound, the full JID
+        self.username: str | None = None
+        self.jid: JID | None = None
+        #: counted against the user's connection limit (at bind)
+        self.counted = False
+        self._sasl: sasl.SaslExchange | None = None
+        self._auth_failures = 0
+
+    # --- output ----------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.closing:
+            return
+        was_empty = not self.outbox
+        self.outbox += data
+        if was_empty and self.on_output is not None:
+            self.on_output()
+
+    def close(self, condition: str | None = None, text: str = "") -> None:
+        """End the stream, with a stream error if ``condition`` is given."""
+        if self.closing:
+            return
+        if not self.header_sent:
+            self._send_header()
+        if condition is not None:
+            self.write(stream_error(condition, text))
+        self.write(b"</stream:stream>")
+        self._closed()
+
+    def _closed(self) -> None:
+        self.closing = True
+        if self.on_output is not None:
+            self.on_output()  # the adapter finishes once the outbox is out
+        self.handler.lost(self)
+
+    # --- input -----------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            for item in self.parser.feed(data):
+                if self.closing or self.tls_requested:
+                    return
+                if isinstance(item, StreamOpened):
+                    self._opened(item.attributes)
+                elif isinstance(item, StreamClosed):
+                    self.close()
+                else:
+                    self._element(item)
+        except StreamError as exc:
+            event(log, logging.INFO, "xmpp stream error", peer=self.peer, error=str(exc))
+            self.close(exc.condition, exc.text)
+
+    def tls_established(self) -> None:
+        """The adapter wrapped the stream in TLS: the client starts a new stream."""
+        self.tls_requested = False
+        self.secure = True
+        self._restart()
+
+    def _restart(self) -> None:
+        self.parser.reset()
+        self.header_sent = False
+
+    def _opened(self, attributes: dict[str, str]) -> None:
+        self._send_header()
+        if attributes.get("to", self.domain).lower() != self.domain:
+            raise StreamError("host-unknown", "this server serves " + self.domain)
+        if not attributes.get("version", "").startswith("1."):
+            raise StreamError("unsupported-version", "XMPP 1.0 streams only")
+        self.write(f"<stream:features>{self._features()}</stream:features>".encode())
+
+    def _send_header(self) -> None:
+        self.stream_id = secrets.token_hex(8)
+        self.header_sent = True
+        self.write(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+            "xmlns:stream='http://etherx.jabber.org/streams' "
+            f"id='{self.stream_id}' from='{self.domain}' version='1.0' xml:lang='en'>".encode()
+        )
+
+    def _features(self) -> str:
+        if self.username is not None:
+            return self.handler.features(self)
+        features = ""
+        tls_required = not self.peer_loopback
+        if not self.secure and self.tls_available:
+            required = "<required/>" if tls_required else ""
+            features += f"<starttls xmlns='{NS_TLS}'>{required}</starttls>"
+        if self.secure or not tls_required:
+            offered = "".join(
+                f"<mechanism>{m}</mechanism>" for m in sasl.mechanisms(self._plain_allowed)
+            )
+            features += f"<mechanisms xmlns='{NS_SASL}'>{offered}</mechanisms>"
+        return features
+
+    @property
+    def _plain_allowed(self) -> bool:
+        return self.secure or self.peer_loopback
+
+    def _element(self, el: etree._Element) -> None:
+        if self.username is not None:
+            self.handler.element(self, el)
+            return
+        tag = el.tag
+        if tag == f"{{{NS_TLS}}}starttls":
+            self._starttls()
+        elif tag == f"{{{NS_SASL}}}auth":
+            self._auth(el)
+        elif tag == f"{{{NS_SASL}}}response":
+            self._response(el)
+        elif tag == f"{{{NS_SASL}}}abort":
+            self._sasl = None
+            self._fail("aborted")
+        else:
+            raise StreamError("not-authorized", "authenticate first")
+
+    def _starttls(self) -> None:
+        if self.secure or not self.tls_available:
+            self.write(f"<failure xmlns='{NS_TLS}'/>".encode())
+            self.write(b"</stream:stream>")
+            self._closed()
+            return
+        self.write(f"<proceed xmlns='{NS_TLS}'/>".encode())
+        self.tls_requested = True
+
+    def _auth(self, el: etree._Element) -> None:
+        mechanism = el.get("mechanism", "")
+        if not self.secure and not self.peer_loopback:
+            self._fail("encryption-required")
+            return
+        if mechanism not in sasl.mechanisms(self._plain_allowed):
+            self._fail("invalid-mechanism")
+            return
+        self._sasl = sasl.SaslExchange(mechanism, self.users, self.domain, self.peer_loopback)
+        try:
+            self._answer(self._sasl.start(_decode(el.text)))
+        except sasl.SaslFailure as exc:
+            self._fail(exc.condition, exc.text)
+
+    def _response(self, el: etree._Element) -> None:
+        if self._sasl is None:
+            self._fail("malformed-request", "no authentication in progress")
+            return
+        try:
+            self._answer(self._sasl.respond(_decode(el.text)))
+        except sasl.SaslFailure as exc:
+            self._fail(exc.condition, exc.text)
+
+    def _answer(self, result: sasl.Challenge | sasl.Success) -> None:
+        data = base64.b64encode(result.data).decode() if result.data else ""
+        if isinstance(result, sasl.Challenge):
+            self.write(f"<challenge xmlns='{NS_SASL}'>{data}</challenge>".encode())
+            return
+        self._sasl = None
+        self.username = result.username
+        self.write(f"<success xmlns='{NS_SASL}'>{data}</success>".encode())
+        event(log, logging.DEBUG, "xmpp authenticated", peer=self.peer, user=result.username)
+        self._restart()
+
+    def _fail(self, condition: str, text: str = "") -> None:
+        self._sasl = None
+        self._auth_failures += 1
+        self.write(f"<failure xmlns='{NS_SASL}'><{condition}/></failure>".encode())
+        event(log, logging.INFO, "xmpp authentication failed", peer=self.peer, reason=condition)
+        if self._auth_failures >= MAX_AUTH_FAILURES:
+            self.close("policy-violation", "too many failed authentication attempts")
+
+
+def _decode(text: str | None) -> bytes:
+    """SASL data: base64, ``=`` for an empty response (RFC 6120 6.4.2)."""
+    if not text or text == "=":
+        return b""
+    try:
+        return base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise sasl.SaslFailure("incorrect-encoding") from None

@@ -1,0 +1,311 @@
+"""The XMPP front end: bound sessions by JID, and the routing of RFC 6121 section 8.
+
+Streams authenticate in ``XMPPConnection``; from then on every top-level element comes
+here (``element``).  The front end binds resources, stamps senders, and routes stanzas:
+to the server itself (IQs by payload namespace, see ``iq_handlers``), to a local account
+(its resources, or the server on its behalf), or back as an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+
+from lxml import etree
+
+from broker.core import Broker
+from broker.log import event
+from protocols.xmpp.connection import StreamSettings, XMPPConnection
+from protocols.xmpp.jid import JID, InvalidJID, parse_jid
+from protocols.xmpp.session import Session
+from protocols.xmpp.stanza import (
+    IQ,
+    MESSAGE,
+    PRESENCE,
+    error_reply,
+    iq_result,
+    local_name,
+    serialize,
+)
+from protocols.xmpp.stream import NS_CLIENT, StreamError
+
+log = logging.getLogger("broker.xmpp")
+
+NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
+NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
+
+#: (session, iq, payload): answer with session.send(iq_result(...)) or an error
+IQHandler = Callable[[Session, etree._Element, etree._Element], None]
+
+
+class XMPPFrontEnd:
+    def __init__(self, broker: Broker, settings: StreamSettings, tls_available: bool) -> None:
+        self.broker = broker
+        self.settings = settings
+        self.domain = settings.domain
+        self.tls_available = tls_available
+        self.connections: set[XMPPConnection] = set()
+        #: bare JID -> resource -> session
+        self.sessions: dict[JID, dict[str, Session]] = {}
+        self._by_conn: dict[XMPPConnection, Session] = {}
+        #: IQs the server answers itself (to the domain), by (type, payload tag)
+        self.server_iq: dict[tuple[str, str], IQHandler] = {}
+        #: IQs the server answers for an account (to a bare JID or no 'to'), likewise
+        self.account_iq: dict[tuple[str, str], IQHandler] = {}
+        #: extra stream features after authentication, in order
+        self.feature_hooks: list[Callable[[XMPPConnection], str]] = []
+        self.on_idle: Callable[[], None] | None = None
+        self.server_iq[("set", f"{{{NS_SESSION}}}session")] = _session_established
+
+    # --- connections -----------------------------------------------------------------
+
+    def connection(self, *, peer: str, peer_loopback: bool, secure: bool) -> XMPPConnection:
+        conn = XMPPConnection(
+            self.settings,
+            self.broker.users,
+            self,
+            peer=peer,
+            peer_loopback=peer_loopback,
+            tls_available=self.tls_available,
+            secure=secure,
+        )
+        self.connections.add(conn)
+        return conn
+
+    def features(self, conn: XMPPConnection) -> str:
+        features = ""
+        if conn.jid is None:
+            features += (
+                f"<bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session>"
+            )
+        return features + "".join(hook(conn) for hook in self.feature_hooks)
+
+    def lost(self, conn: XMPPConnection) -> None:
+        self.connections.discard(conn)
+        session = self._by_conn.pop(conn, None)
+        if session is not None:
+            self.unbind(session)
+        if conn.username is not None and conn.counted:
+            self.broker.release_connection(conn.username)
+            conn.counted = False
+        if not self.connections and self.on_idle is not None:
+            self.on_idle()
+
+    # --- binding ---------------------------------------------------------------------
+
+    def local_jid(self, username: str) -> JID:
+        return JID(username.lower(), self.domain, "")
+
+    def _bind(self, conn: XMPPConnection, iq: etree._Element, bind: etree._Element) -> None:
+        assert conn.username is not None
+        requested = bind.findtext(f"{{{NS_BIND}}}resource") or ""
+        resource = requested.strip() or secrets.token_hex(6)
+        try:
+            jid = parse_jid(f"{self.local_jid(conn.username)}/{resource}")
+        except InvalidJID:
+            conn.write(serialize(error_reply(iq, "bad-request", "invalid resource")))
+            return
+        if not conn.counted:
+            if not self.broker.claim_connection(conn.username):
+                conn.write(serialize(error_reply(iq, "resource-constraint", "too many sessions")))
+                return
+            conn.counted = True
+        existing = self.sessions.get(jid.bare, {}).get(jid.resource)
+        if existing is not None:  # the newer session wins, as Prosody and ejabberd do
+            existing.conn.close("conflict", "replaced by a new connection")
+        session = Session(conn, jid, conn.username)
+        conn.jid = jid
+        self.sessions.setdefault(jid.bare, {})[jid.resource] = session
+        self._by_conn[conn] = session
+        result = etree.Element(f"{{{NS_BIND}}}bind", nsmap={None: NS_BIND})
+        etree.SubElement(result, f"{{{NS_BIND}}}jid").text = str(jid)
+        session.send(iq_result(iq, result))
+        event(log, logging.DEBUG, "xmpp bound", peer=conn.peer, jid=str(jid))
+
+    def unbind(self, session: Session) -> None:
+        """The session's resource goes away (stream closed, lost or replaced)."""
+        resources = self.sessions.get(session.bare)
+        if resources is not None and resources.get(session.jid.resource) is session:
+            del resources[session.jid.resource]
+            if not resources:
+                del self.sessions[session.bare]
+
+    def resources(self, bare: JID) -> list[Session]:
+        return list(self.sessions.get(bare, {}).values())
+
+    def user_exists(self, jid: JID) -> bool:
+        return jid.domain == self.domain and self.broker.users.get(jid.local) is not None
+
+    # --- stanzas ---------------------------------------------------------------------
+
+    def element(self, conn: XMPPConnection, el: etree._Element) -> None:
+        session = self._by_conn.get(conn)
+        if session is None:
+            bind = el.find(f"{{{NS_BIND}}}bind") if el.tag == IQ else None
+            if bind is not None and el.get("type") == "set":
+                self._bind(conn, el, bind)
+                return
+            raise StreamError("not-authorized", "bind a resource first")
+        tag = el.tag
+        if tag not in (MESSAGE, PRESENCE, IQ):
+            if etree.QName(el).namespace == NS_CLIENT:
+                raise StreamError("unsupported-stanza-type", local_name(el))
+            raise StreamError("unsupported-stanza-type", tag)
+        self._stamp(session, el)
+        if tag == MESSAGE:
+            self.route_message(session, el)
+        elif tag == PRESENCE:
+            self.route_presence(session, el)
+        else:
+            self.route_iq(session, el)
+
+    def _stamp(self, session: Session, el: etree._Element) -> None:
+        """Set 'from' to the sender's full JID; a different one is a forgery (RFC 6120
+        8.1.2.1: the invalid-from stream error)."""
+        claimed = el.get("from")
+        if claimed is not None:
+            try:
+                jid = parse_jid(claimed)
+            except InvalidJID:
+                raise StreamError("invalid-from", claimed) from None
+            if jid != session.jid and jid != session.bare:
+                raise StreamError("invalid-from", claimed)
+        el.set("from", str(session.jid))
+
+    def _recipient(self, session: Session, el: etree._Element) -> JID | None:
+        """The stanza's 'to' (the sender's bare JID if none); None after answering a
+        malformed one with jid-malformed."""
+        to = el.get("to")
+        if to is None:
+            return session.bare
+        try:
+            return parse_jid(to)
+        except InvalidJID:
+            if el.get("type") != "error":
+                session.send(error_reply(el, "jid-malformed"))
+            return None
+
+    def route_message(self, session: Session, el: etree._Element) -> None:
+        to = self._recipient(session, el)
+        if to is None:
+            return
+        if to.domain != self.domain:
+            self._remote(session, el)
+        elif not to.local:
+            return  # messages to the server itself are not for anyone
+        elif not self.user_exists(to):
+            if el.get("type") != "error":
+                session.send(error_reply(el, "service-unavailable"))
+        else:
+            self.deliver_message(to, el, session.serialize(el), sender=session)
+
+    def deliver_message(
+        self, to: JID, el: etree._Element, data: bytes, sender: Session | None = None
+    ) -> None:
+        """RFC 6121 8.5 for a local account: the full JID's resource if it is online;
+        otherwise, for chat and normal, the bare JID's most available resources (offline
+        storage when there are none); headlines and groupchat to nobody are dropped."""
+        kind = el.get("type", "normal")
+        if to.resource:
+            target = self.sessions.get(to.bare, {}).get(to.resource)
+            if target is not None:
+                target.send(data)
+                return
+            if kind not in ("chat", "normal"):
+                if kind == "groupchat" and sender is not None:
+                    sender.send(error_reply(el, "service-unavailable"))
+                return
+        targets = self.most_available(to.bare)
+        if targets:
+            if kind == "error":
+                return
+            for target in targets:
+                target.send(data)
+            return
+        if kind == "groupchat" and sender is not None:
+            sender.send(error_reply(el, "service-unavailable"))
+
+    def most_available(self, bare: JID) -> list[Session]:
+        """The available resources of non-negative priority that share the highest one."""
+        candidates = [s for s in self.sessions.get(bare, {}).values() if s.available]
+        candidates = [s for s in candidates if s.priority >= 0]
+        if not candidates:
+            return []
+        top = max(s.priority for s in candidates)
+        return [s for s in candidates if s.priority == top]
+
+    def route_presence(self, session: Session, el: etree._Element) -> None:
+        kind = el.get("type")
+        if el.get("to") is None and kind in (None, "unavailable"):
+            session.available = kind is None
+            session.priority = _priority(el)
+            data = session.serialize(el)
+            session.presence = data if kind is None else None
+            for other in self.resources(session.bare):
+                if other is not session and other.available:
+                    other.send(data)
+            return
+        to = self._recipient(session, el)
+        if to is None or to.domain != self.domain or not self.user_exists(to):
+            return
+        data = session.serialize(el)
+        if to.resource:
+            target = self.sessions.get(to.bare, {}).get(to.resource)
+            if target is not None:
+                target.send(data)
+            return
+        for target in self.resources(to):
+            if target.available:
+                target.send(data)
+
+    def route_iq(self, session: Session, iq: etree._Element) -> None:
+        kind = iq.get("type")
+        if kind not in ("get", "set", "result", "error") or iq.get("id") is None:
+            session.send(error_reply(iq, "bad-request", "iq needs an id and a type"))
+            return
+        to = self._recipient(session, iq)
+        if to is None:
+            return
+        if to.domain != self.domain:
+            self._remote(session, iq)
+            return
+        if to.resource:
+            target = self.sessions.get(to.bare, {}).get(to.resource)
+            if target is not None:
+                target.send(session.serialize(iq))
+            elif kind in ("get", "set"):
+                session.send(error_reply(iq, "service-unavailable"))
+            return
+        if kind in ("result", "error"):
+            return  # answers to the server's own requests (pings) need nothing more
+        table = self.server_iq if not to.local else self.account_iq
+        if to.local and not self.user_exists(to):
+            session.send(error_reply(iq, "service-unavailable"))
+            return
+        if len(iq) != 1:
+            session.send(error_reply(iq, "bad-request", "an iq carries one payload"))
+            return
+        payload = iq[0]
+        handler = table.get((kind, payload.tag))
+        if handler is None:
+            session.send(error_reply(iq, "service-unavailable"))
+            return
+        handler(session, iq, payload)
+
+    def _remote(self, session: Session, el: etree._Element) -> None:
+        """No server-to-server links: stanzas to other domains bounce."""
+        if el.get("type") not in ("error", "result"):
+            session.send(error_reply(el, "remote-server-not-found"))
+
+
+def _session_established(session: Session, iq: etree._Element, payload: etree._Element) -> None:
+    """RFC 3921 session establishment, still sent by older clients: a no-op."""
+    session.send(iq_result(iq))
+
+
+def _priority(el: etree._Element) -> int:
+    try:
+        return max(-128, min(127, int(el.findtext(f"{{{NS_CLIENT}}}priority") or 0)))
+    except ValueError:
+        return 0
