@@ -69,6 +69,10 @@ class AclRule:
 @dataclass(frozen=True)
 class XmppConfig:
     domain: str = "localhost"
+    registration: bool = False  # in-band registration (XEP-0077), over TLS or loopback
+    ping_interval: int = _limit(60, 0)  # seconds a stream may be quiet before a ping; 0 = off
+    ping_timeout: int = _limit(30, 1)  # seconds a ping may go unanswered before closing
+    resume_timeout: int = _limit(300, 1, 86_400)  # seconds a lost stream may be resumed
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ class Broker:
         self.vhosts: dict[str, VHost] = {DEFAULT_VHOST: VHost(DEFAULT_VHOST, store, self.flow)}
         self.retained = RetainedStore(store)
         self.sessions: dict[str, bytes] = {}
+        #: the store's key-value records as loaded at start, until a front end takes them
+        self._loaded_kv: dict[str, bytes] = {}
         self.stats = Stats()
         self.started = time.time()
         #: connections one user may hold across all protocols (0 = unlimited)
@@ -101,6 +103,15 @@ class Broker:
             vhost.restore(parts["exchanges"], parts["queues"], parts["bindings"], parts["messages"])
         self.retained.restore(snapshot.retained)
         self.sessions = dict(snapshot.sessions)
+        self._loaded_kv = dict(snapshot.kv)
+
+    def take_kv(self, prefix: str) -> dict[str, bytes]:
+        """The key-value records under ``prefix`` loaded at start, handed over once (the
+        front end that owns them keeps them from then on, and writes with store.put_kv)."""
+        taken = {k: v for k, v in self._loaded_kv.items() if k.startswith(prefix)}
+        for key in taken:
+            del self._loaded_kv[key]
+        return taken
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         """Housekeeping once a second: message and queue expiry, resource alarms."""

@@ -151,6 +151,10 @@ class Server:
             domain=self.config.xmpp.domain.lower(),
             max_stanza_size=limits.xmpp_max_stanza_size,
             max_depth=limits.xml_max_depth,
+            resume_timeout=self.config.xmpp.resume_timeout,
+            registration=self.config.xmpp.registration,
+            ping_interval=self.config.xmpp.ping_interval,
+            ping_timeout=self.config.xmpp.ping_timeout,
         )
 
     async def _listen(

@@ -24,7 +24,13 @@ from broker.log import event
 from protocols.xmpp import sasl
 from protocols.xmpp.jid import JID
 from protocols.xmpp.stanza import stream_error
-from protocols.xmpp.stream import StreamClosed, StreamError, StreamOpened, StreamParser
+from protocols.xmpp.stream import (
+    NS_CLIENT,
+    StreamClosed,
+    StreamError,
+    StreamOpened,
+    StreamParser,
+)
 
 log = logging.getLogger("broker.xmpp")
 
@@ -46,12 +52,26 @@ class SessionHandler(Protocol):
     def lost(self, conn: XMPPConnection) -> None:
         """The stream is ending, however it ends (called once or more)."""
 
+    def pre_auth_features(self, conn: XMPPConnection) -> str:
+        """Extra stream features before authentication (in-band registration)."""
+
+    def pre_auth_iq(self, conn: XMPPConnection, iq: etree._Element) -> None:
+        """An IQ before authentication (in-band registration); StreamError if unwanted."""
+
 
 @dataclass(frozen=True)
 class StreamSettings:
     domain: str
     max_stanza_size: int = 262_144
     max_depth: int = 100
+    #: seconds a session with stream management waits to be resumed (XEP-0198)
+    resume_timeout: int = 300
+    #: in-band registration (XEP-0077) offered
+    registration: bool = False
+    #: seconds a stream may be quiet before the server pings it (0: never), and seconds
+    #: the ping may go unanswered before the stream is closed
+    ping_interval: float = 60.0
+    ping_timeout: float = 30.0
 
 
 class XMPPConnection:
@@ -87,8 +107,15 @@ class XMPPConnection:
         self.jid: JID | None = None
         #: counted against the user's connection limit (at bind)
         self.counted = False
+        #: the stream error we ended the stream with, if any
+        self.stream_error: str | None = None
+        #: the output queued by this read confirms a stored change (a roster set): the
+        #: adapter holds it until the store has committed
+        self.sync_before_output = False
         self._sasl: sasl.SaslExchange | None = None
         self._auth_failures = 0
+        #: the stream restarted while the current read was being handled
+        self._restarted = False
 
     # --- output ----------------------------------------------------------------------
 
@@ -107,6 +134,7 @@ class XMPPConnection:
         if not self.header_sent:
             self._send_header()
         if condition is not None:
+            self.stream_error = condition
             self.write(stream_error(condition, text))
         self.write(b"</stream:stream>")
         self._closed()
@@ -122,10 +150,11 @@ class XMPPConnection:
     def receive(self, data: bytes) -> None:
         if self.closing:
             return
+        self._restarted = False
         try:
             for item in self.parser.feed(data):
-                if self.closing or self.tls_requested:
-                    return
+                if self.closing or self.tls_requested or self._restarted:
+                    return  # what the client sent after it is not part of the new stream
                 if isinstance(item, StreamOpened):
                     self._opened(item.attributes)
                 elif isinstance(item, StreamClosed):
@@ -145,6 +174,7 @@ class XMPPConnection:
     def _restart(self) -> None:
         self.parser.reset()
         self.header_sent = False
+        self._restarted = True
 
     def _opened(self, attributes: dict[str, str]) -> None:
         self._send_header()
@@ -176,7 +206,7 @@ class XMPPConnection:
                 f"<mechanism>{m}</mechanism>" for m in sasl.mechanisms(self._plain_allowed)
             )
             features += f"<mechanisms xmlns='{NS_SASL}'>{offered}</mechanisms>"
-        return features
+        return features + self.handler.pre_auth_features(self)
 
     @property
     def _plain_allowed(self) -> bool:
@@ -196,6 +226,8 @@ class XMPPConnection:
         elif tag == f"{{{NS_SASL}}}abort":
             self._sasl = None
             self._fail("aborted")
+        elif tag == f"{{{NS_CLIENT}}}iq":
+            self.handler.pre_auth_iq(self, el)
         else:
             raise StreamError("not-authorized", "authenticate first")
 
@@ -227,7 +259,7 @@ class XMPPConnection:
             self._fail("malformed-request", "no authentication in progress")
             return
         try:
-            self._answer(self._sasl.respond(_decode(el.text)))
+            self._answer(self._sasl.respond(_decode(el.text) or b""))
         except sasl.SaslFailure as exc:
             self._fail(exc.condition, exc.text)
 
@@ -251,9 +283,11 @@ class XMPPConnection:
             self.close("policy-violation", "too many failed authentication attempts")
 
 
-def _decode(text: str | None) -> bytes:
-    """SASL data: base64, ``=`` for an empty response (RFC 6120 6.4.2)."""
-    if not text or text == "=":
+def _decode(text: str | None) -> bytes | None:
+    """SASL data: base64, ``=`` for an empty response, None for none (RFC 6120 6.4.2)."""
+    if not text:
+        return None
+    if text == "=":
         return b""
     try:
         return base64.b64decode(text.strip(), validate=True)

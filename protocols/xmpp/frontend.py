@@ -16,9 +16,27 @@ from lxml import etree
 
 from broker.core import Broker
 from broker.log import event
+from protocols.xmpp import (
+    account_data,
+    archive,
+    blocking,
+    carbons,
+    csi,
+    disco,
+    offline,
+    ping,
+    register,
+    version,
+)
+from protocols.xmpp.archive import Archive
+from protocols.xmpp.bridge import ExchangeBridge
 from protocols.xmpp.connection import StreamSettings, XMPPConnection
 from protocols.xmpp.jid import JID, InvalidJID, parse_jid
+from protocols.xmpp.mam import ArchiveQueries
+from protocols.xmpp.offline import OfflineStore
+from protocols.xmpp.presence import PresenceService
 from protocols.xmpp.session import Session
+from protocols.xmpp.sm import StreamManager
 from protocols.xmpp.stanza import (
     IQ,
     MESSAGE,
@@ -37,6 +55,8 @@ NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
 
 #: (session, iq, payload): answer with session.send(iq_result(...)) or an error
 IQHandler = Callable[[Session, etree._Element, etree._Element], None]
+#: (connection, its bound session if any, element): a nonza such as XEP-0198's <r/>
+NonzaHandler = Callable[[XMPPConnection, Session | None, etree._Element], None]
 
 
 class XMPPFrontEnd:
@@ -55,8 +75,29 @@ class XMPPFrontEnd:
         self.account_iq: dict[tuple[str, str], IQHandler] = {}
         #: extra stream features after authentication, in order
         self.feature_hooks: list[Callable[[XMPPConnection], str]] = []
+        #: what disco#info lists for the server and for accounts, and the server's
+        #: disco#items (component JID -> name): modules add what they implement
+        self.disco_features: set[str] = set()
+        self.account_features: set[str] = set()
+        self.disco_items: dict[str, str] = {}
+        disco.install(self)
+        ping.install(self)
+        version.install(self)
+        self.account_data = account_data.install(self)
+        self.blocking = blocking.install(self)
+        self.registration = register.install(self)
         self.on_idle: Callable[[], None] | None = None
         self.server_iq[("set", f"{{{NS_SESSION}}}session")] = _session_established
+        self.presence = PresenceService(self)
+        #: top-level elements other than stanzas, by qualified tag
+        self.nonzas: dict[str, NonzaHandler] = {}
+        self.sm = StreamManager(self, settings.resume_timeout)
+        csi.install(self)
+        self.offline = OfflineStore(broker.store, broker.take_kv(offline.PREFIX), self.domain)
+        self.archive = Archive(broker.store, broker.take_kv(archive.PREFIX))
+        ArchiveQueries(self.archive).install(self)
+        carbons.install(self)
+        self.exchange_bridge = ExchangeBridge(self)
 
     # --- connections -----------------------------------------------------------------
 
@@ -81,11 +122,18 @@ class XMPPFrontEnd:
             )
         return features + "".join(hook(conn) for hook in self.feature_hooks)
 
+    def pre_auth_features(self, conn: XMPPConnection) -> str:
+        return self.registration.features(conn)
+
+    def pre_auth_iq(self, conn: XMPPConnection, iq: etree._Element) -> None:
+        self.registration.pre_auth_iq(conn, iq)
+
     def lost(self, conn: XMPPConnection) -> None:
         self.connections.discard(conn)
         session = self._by_conn.pop(conn, None)
-        if session is not None:
+        if session is not None and not self.sm.hibernates(conn, session):
             self.unbind(session)
+            self.sm.hand_on_unacked(session)
         if conn.username is not None and conn.counted:
             self.broker.release_connection(conn.username)
             conn.counted = False
@@ -114,6 +162,7 @@ class XMPPFrontEnd:
         existing = self.sessions.get(jid.bare, {}).get(jid.resource)
         if existing is not None:  # the newer session wins, as Prosody and ejabberd do
             existing.conn.close("conflict", "replaced by a new connection")
+            self.sm.expire(existing.conn)  # a hibernating one ends now (XEP-0198)
         session = Session(conn, jid, conn.username)
         conn.jid = jid
         self.sessions.setdefault(jid.bare, {})[jid.resource] = session
@@ -123,6 +172,13 @@ class XMPPFrontEnd:
         session.send(iq_result(iq, result))
         event(log, logging.DEBUG, "xmpp bound", peer=conn.peer, jid=str(jid))
 
+    def take_over(self, session: Session, conn: XMPPConnection) -> None:
+        """A resumed session (XEP-0198) goes on over ``conn``, its new stream."""
+        self._by_conn.pop(session.conn, None)
+        session.conn = conn
+        conn.jid = session.jid
+        self._by_conn[conn] = session
+
     def unbind(self, session: Session) -> None:
         """The session's resource goes away (stream closed, lost or replaced)."""
         resources = self.sessions.get(session.bare)
@@ -130,6 +186,7 @@ class XMPPFrontEnd:
             del resources[session.jid.resource]
             if not resources:
                 del self.sessions[session.bare]
+        self.presence.gone(session)
 
     def resources(self, bare: JID) -> list[Session]:
         return list(self.sessions.get(bare, {}).values())
@@ -141,6 +198,10 @@ class XMPPFrontEnd:
 
     def element(self, conn: XMPPConnection, el: etree._Element) -> None:
         session = self._by_conn.get(conn)
+        nonza = self.nonzas.get(el.tag)
+        if nonza is not None:
+            nonza(conn, session, el)
+            return
         if session is None:
             bind = el.find(f"{{{NS_BIND}}}bind") if el.tag == IQ else None
             if bind is not None and el.get("type") == "set":
@@ -152,6 +213,8 @@ class XMPPFrontEnd:
             if etree.QName(el).namespace == NS_CLIENT:
                 raise StreamError("unsupported-stanza-type", local_name(el))
             raise StreamError("unsupported-stanza-type", tag)
+        if session.sm is not None:
+            session.sm.received()
         self._stamp(session, el)
         if tag == MESSAGE:
             self.route_message(session, el)
@@ -187,6 +250,8 @@ class XMPPFrontEnd:
             return None
 
     def route_message(self, session: Session, el: etree._Element) -> None:
+        if self.blocking.refuses(session, el):
+            return
         to = self._recipient(session, el)
         if to is None:
             return
@@ -205,25 +270,34 @@ class XMPPFrontEnd:
     ) -> None:
         """RFC 6121 8.5 for a local account: the full JID's resource if it is online;
         otherwise, for chat and normal, the bare JID's most available resources (offline
-        storage when there are none); headlines and groupchat to nobody are dropped."""
+        storage, XEP-0160, when there are none); headlines and groupchat to nobody are
+        dropped.  One-to-one messages are also archived for both parties (XEP-0313; the
+        recipient's copy carries its stanza-id) and copied to the carbons-enabled
+        resources of both (XEP-0280)."""
         kind = el.get("type", "normal")
-        if to.resource:
-            target = self.sessions.get(to.bare, {}).get(to.resource)
-            if target is not None:
-                target.send(data)
-                return
-            if kind not in ("chat", "normal"):
-                if kind == "groupchat" and sender is not None:
-                    sender.send(error_reply(el, "service-unavailable"))
-                return
-        targets = self.most_available(to.bare)
+        full = self.sessions.get(to.bare, {}).get(to.resource) if to.resource else None
+        if full is not None:
+            targets = [full]
+        elif to.resource and kind not in ("chat", "normal"):
+            targets = []
+        elif kind == "error":
+            return
+        else:
+            targets = self.most_available(to.bare)
+        one_to_one = kind in ("chat", "normal")
+        if sender is not None and one_to_one:
+            carbons.copy_sent(self, sender, el, data)
+        if one_to_one and archive.archivable(el):
+            data = self.archive.keep_message(to, el, data, sender)
         if targets:
-            if kind == "error":
-                return
             for target in targets:
                 target.send(data)
-            return
-        if kind == "groupchat" and sender is not None:
+            if one_to_one:
+                carbons.copy_received(self, to, el, data, targets)
+        elif one_to_one:
+            if not self.offline.keep(to.local, el, data) and sender is not None:
+                sender.send(error_reply(el, "service-unavailable", "offline storage is full"))
+        elif kind == "groupchat" and sender is not None:
             sender.send(error_reply(el, "service-unavailable"))
 
     def most_available(self, bare: JID) -> list[Session]:
@@ -236,30 +310,14 @@ class XMPPFrontEnd:
         return [s for s in candidates if s.priority == top]
 
     def route_presence(self, session: Session, el: etree._Element) -> None:
-        kind = el.get("type")
-        if el.get("to") is None and kind in (None, "unavailable"):
-            session.available = kind is None
-            session.priority = _priority(el)
-            data = session.serialize(el)
-            session.presence = data if kind is None else None
-            for other in self.resources(session.bare):
-                if other is not session and other.available:
-                    other.send(data)
+        if self.blocking.refuses(session, el):
             return
-        to = self._recipient(session, el)
-        if to is None or to.domain != self.domain or not self.user_exists(to):
-            return
-        data = session.serialize(el)
-        if to.resource:
-            target = self.sessions.get(to.bare, {}).get(to.resource)
-            if target is not None:
-                target.send(data)
-            return
-        for target in self.resources(to):
-            if target.available:
-                target.send(data)
+        self.presence.route(session, el)
+        self.offline.hand_over(session)
 
     def route_iq(self, session: Session, iq: etree._Element) -> None:
+        if self.blocking.refuses(session, iq):
+            return
         kind = iq.get("type")
         if kind not in ("get", "set", "result", "error") or iq.get("id") is None:
             session.send(error_reply(iq, "bad-request", "iq needs an id and a type"))
@@ -302,10 +360,3 @@ class XMPPFrontEnd:
 def _session_established(session: Session, iq: etree._Element, payload: etree._Element) -> None:
     """RFC 3921 session establishment, still sent by older clients: a no-op."""
     session.send(iq_result(iq))
-
-
-def _priority(el: etree._Element) -> int:
-    try:
-        return max(-128, min(127, int(el.findtext(f"{{{NS_CLIENT}}}priority") or 0)))
-    except ValueError:
-        return 0

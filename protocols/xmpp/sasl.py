@@ -52,6 +52,7 @@ class SaslExchange:
         self._loopback = peer_loopback
         self._scram = None
         self._username: str | None = None
+        self._waiting_for_initial = False
         if mechanism in SCRAM_MECHANISMS:
             lookup = users.scram_lookup(mechanism)
             self._scram = ScramMechanism(mechanism).make_server(self._remember(lookup))
@@ -63,7 +64,12 @@ class SaslExchange:
 
         return auth_info
 
-    def start(self, initial: bytes) -> Challenge | Success:
+    def start(self, initial: bytes | None) -> Challenge | Success:
+        """The ``<auth/>``: ``initial`` is None when the client sent no initial response
+        (RFC 6120 6.4.2), which an empty challenge asks for."""
+        if initial is None:
+            self._waiting_for_initial = True
+            return Challenge(b"")
         if self._scram is None:
             return self._plain(initial)
         try:
@@ -72,15 +78,17 @@ class SaslExchange:
         except ScramException as exc:
             raise SaslFailure("malformed-request", str(exc)) from None
 
-    def respond(self, response: bytes) -> Success:
-        if self._scram is None:
+    def respond(self, response: bytes) -> Challenge | Success:
+        if self._waiting_for_initial:
+            self._waiting_for_initial = False
+            return self.start(response)
+        if self._scram is None or self._username is None:
             raise SaslFailure("malformed-request", "unexpected response")
         try:
             self._scram.set_client_final(_text(response))
             final = self._scram.get_server_final().encode()
         except ScramException:
             raise SaslFailure("not-authorized") from None
-        assert self._username is not None
         return Success(self._authorized(self._username), final)
 
     def _plain(self, initial: bytes) -> Success:
@@ -90,7 +98,10 @@ class SaslExchange:
         authzid, authcid, password = (_text(p) for p in parts)
         if not authcid:
             raise SaslFailure("not-authorized")
-        if authzid and authzid not in (authcid, f"{authcid}@{self._domain}"):
+        if authzid and authzid.lower() not in (
+            authcid.lower(),
+            f"{authcid}@{self._domain}".lower(),
+        ):
             raise SaslFailure("invalid-authzid")
         try:
             user = self._users.authenticate(authcid, password, peer_loopback=self._loopback)

@@ -9,15 +9,16 @@ under both once the ``<proceed/>`` is out.
 from __future__ import annotations
 
 import logging
-import math
 import ssl
 
 import trio
 
 from broker.guard import guarded_connection
 from broker.log import event
+from broker.store.base import Store
 from protocols.xmpp.connection import XMPPConnection
 from protocols.xmpp.frontend import XMPPFrontEnd
+from protocols.xmpp.ping import IdleTimer
 
 log = logging.getLogger("broker.xmpp")
 
@@ -40,6 +41,7 @@ class _Writer:
         self.stream = stream
         self._conn = conn
         self._wakeup = trio.Event()
+        self._sending = trio.Lock()  # held by whoever sends, so only one task does
 
     def requested(self) -> None:
         self._wakeup.set()
@@ -56,6 +58,26 @@ class _Writer:
             await self.flush()
 
     async def flush(self) -> None:
+        async with self._sending:
+            await self._send_outbox()
+
+    async def hold_until_durable(self, store: Store) -> None:
+        """Send nothing until what the store has queued is committed."""
+        async with self._sending:
+            await store.sync()
+
+    async def start_tls(self, tls: ssl.SSLContext) -> trio.SSLStream:
+        """Send what is queued (the ``<proceed/>``), then wrap the stream in TLS; the
+        writer task's sends wait meanwhile instead of racing on the raw stream."""
+        async with self._sending:
+            await self._send_outbox()
+            stream = trio.SSLStream(self.stream, tls, server_side=True, https_compatible=False)
+            with trio.fail_after(TLS_TIMEOUT):
+                await stream.do_handshake()
+            self.stream = stream
+        return stream
+
+    async def _send_outbox(self) -> None:
         outbox = self._conn.outbox
         while outbox:
             data = bytes(outbox)
@@ -65,28 +87,37 @@ class _Writer:
 
 
 async def _read(
-    stream: trio.abc.Stream, conn: XMPPConnection, writer: _Writer, tls: ssl.SSLContext | None
+    front: XMPPFrontEnd,
+    stream: trio.abc.Stream,
+    conn: XMPPConnection,
+    writer: _Writer,
+    tls: ssl.SSLContext | None,
 ) -> None:
     """Read until the stream closes (either side) or negotiation takes too long."""
     negotiated_by = trio.current_time() + NEGOTIATION_TIMEOUT
+    settings = front.settings
+    idle = IdleTimer(conn, settings.ping_interval, settings.ping_timeout, trio.current_time())
     while not conn.closing:
-        deadline = negotiated_by if conn.jid is None else math.inf
+        deadline = negotiated_by if conn.jid is None else idle.deadline
         with trio.move_on_at(deadline) as timer:
             data = await stream.receive_some(RECEIVE_SIZE)
         if timer.cancelled_caught:
+            if conn.jid is not None:  # quiet too long: ping, or close if that went unanswered
+                idle.expired(trio.current_time())
+                continue
             event(log, logging.INFO, "xmpp negotiation timed out", peer=conn.peer)
             conn.close("connection-timeout", "authenticate and bind in time")
             break
         if not data:
             break
+        idle.input(trio.current_time())
         conn.receive(data)
+        if conn.sync_before_output:
+            conn.sync_before_output = False
+            await writer.hold_until_durable(front.broker.store)
         if conn.tls_requested:
             assert tls is not None
-            await writer.flush()
-            stream = trio.SSLStream(stream, tls, server_side=True, https_compatible=False)
-            with trio.fail_after(TLS_TIMEOUT):
-                await stream.do_handshake()
-            writer.stream = stream
+            stream = await writer.start_tls(tls)
             conn.tls_established()
     conn.close()
 
@@ -107,9 +138,25 @@ async def serve(
     async with guard, trio.open_nursery() as nursery:
         writer = _Writer(stream, conn)
         conn.on_output = writer.requested
-        nursery.start_soon(_read, stream, conn, writer, tls)
+        nursery.start_soon(_read, front, stream, conn, writer, tls)
         await writer.run()
         nursery.cancel_scope.cancel()
+    await _hibernate(front, conn)
+
+
+async def _hibernate(front: XMPPFrontEnd, conn: XMPPConnection) -> None:
+    """If the lost stream's session hibernates (XEP-0198), wait until it is resumed,
+    its queue overflows or its resume timeout passes, then let it end if not resumed."""
+    state = front.sm.hibernated(conn)
+    if state is None:
+        return
+    woken = trio.Event()
+    state.wake = woken.set
+    try:
+        with trio.move_on_after(state.timeout):
+            await woken.wait()
+    finally:
+        front.sm.expire(conn)
 
 
 def _nothing() -> None:

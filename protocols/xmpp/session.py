@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from lxml import etree
 
 from protocols.xmpp.connection import XMPPConnection
 from protocols.xmpp.jid import JID
 from protocols.xmpp.stanza import serialize
+
+if TYPE_CHECKING:
+    from protocols.xmpp.csi import ClientState
+    from protocols.xmpp.sm_state import StreamState
 
 
 class Session:
@@ -24,6 +30,8 @@ class Session:
         "roster_requested",
         "directed",
         "extensions",
+        "sm",
+        "csi",
     )
 
     def __init__(self, conn: XMPPConnection, jid: JID, username: str) -> None:
@@ -42,9 +50,26 @@ class Session:
         self.directed: set[JID] = set()
         #: per-session state of the extensions (carbons, csi, sm...), by extension name
         self.extensions: dict[str, object] = {}
+        #: stream management (XEP-0198) once enabled; client state (XEP-0352) once given
+        self.sm: StreamState | None = None
+        self.csi: ClientState | None = None
 
     def send(self, stanza: etree._Element | bytes) -> None:
         data = stanza if isinstance(stanza, bytes) else self.serialize(stanza)
+        if self.csi is None:
+            self.write(data)
+            return
+        for ready in self.csi.outgoing(data):
+            self.write(ready)
+
+    def write(self, data: bytes) -> None:
+        """Put a stanza on the stream; with stream management it is counted and kept
+        until acked, and only queued while the session hibernates."""
+        if self.sm is not None:
+            counted = self.sm.outgoing(data)
+            if counted is None:
+                return
+            data = counted
         self.conn.write(data)
 
     def serialize(self, stanza: etree._Element) -> bytes:

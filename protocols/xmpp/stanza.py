@@ -51,8 +51,9 @@ def element(tag: str, attrib: dict[str, str] | None = None, **attrs: str) -> etr
 
 def serialize(el: etree._Element, strip: tuple[bytes, ...] = ()) -> bytes:
     """The stanza's bytes; ``strip`` drops the stream header's own namespace declarations
-    that lxml repeats on a stanza still attached to the stream root."""
-    data = etree.tostring(el)
+    that lxml repeats on a stanza still attached to the stream root.  The tail (character
+    data the peer sent after the stanza) is not the stanza's and stays behind."""
+    data = etree.tostring(el, encoding="utf-8", with_tail=False)
     for declaration in strip:
         data = data.replace(declaration, b"", 1)
     return data
@@ -100,7 +101,7 @@ def _address_reply(stanza: etree._Element, reply: etree._Element) -> None:
 
 
 def _copy(el: etree._Element) -> etree._Element:
-    return etree.fromstring(etree.tostring(el))
+    return etree.fromstring(etree.tostring(el, with_tail=False))
 
 
 def stream_error(condition: str, text: str = "") -> bytes:

@@ -3,10 +3,18 @@
 The stream is one XML document: ``<stream:stream>`` opens it, each child of the root is a
 stanza (or a negotiation element), ``</stream:stream>`` closes it.  lxml's pull parser
 takes whole reads and yields finished stanzas.  RFC 6120 section 11 restricts the XML a
-stream may carry: no DTD (so no entity declarations: undeclared entities are errors and
-nothing is ever expanded), no comments, no processing instructions.  A stanza larger than
-``max_stanza_size`` bytes or nested deeper than ``max_depth`` ends the stream with
-``policy-violation``.
+stream may carry: no DTD, no comments, no processing instructions, UTF-8 only.
+
+A DTD is refused before lxml sees a byte of it: libxml2 would otherwise read its external
+entities (``file:///dev/zero`` hangs the broker) and expand its internal ones while parsing
+the same read.  The input is decoded as UTF-8 whatever it declares, so an encoding such as
+UTF-7 cannot hide ``<!DOCTYPE`` from that check.  Without a DTD only the five predefined
+entities exist; any other entity reference is not well-formed.
+
+A stanza larger than ``max_stanza_size`` bytes or nested deeper than ``max_depth`` ends the
+stream with ``policy-violation``.  lxml reports no byte offsets, so reads are fed in pieces
+of ``max_stanza_size // 16`` bytes and a stanza is measured in whole pieces: one of up to
+``max_stanza_size`` bytes always passes, one over ``max_stanza_size * 9 // 8`` never does.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ NS_STREAM = "http://etherx.jabber.org/streams"
 NS_CLIENT = "jabber:client"
 STREAM_TAG = f"{{{NS_STREAM}}}stream"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+#: the smallest piece a read is cut into (tiny size limits would otherwise mean tiny feeds)
+MIN_PIECE = 64
 
 
 class StreamError(Exception):
@@ -53,21 +63,25 @@ class StreamParser:
     def __init__(self, max_stanza_size: int = 262_144, max_depth: int = 100) -> None:
         self.max_stanza_size = max_stanza_size
         self.max_depth = max_depth
+        self._piece = max(MIN_PIECE, max_stanza_size // 16)
         self.reset()
 
     def reset(self) -> None:
         """Start over for a new stream (after STARTTLS and after SASL success)."""
         self._parser = etree.XMLPullParser(
             events=("start", "end", "comment", "pi"),
-            resolve_entities=True,  # no DTD allowed, so only the five predefined ones
+            encoding="utf-8",  # whatever the XML declaration says (RFC 6120 11.6)
+            resolve_entities=True,  # the DTD check leaves only the five predefined ones
             no_network=True,
             load_dtd=False,
             huge_tree=False,
             remove_blank_text=False,
         )
         self._root: etree._Element | None = None
+        self._prolog: bytes | None = b""  # the bytes before the root's start tag
         self._depth = 0
-        self._partial = 0  # bytes fed since the last time no stanza was open
+        self._partial = 0  # bytes counted against the open stanza (or the prolog)
+        self._stanza_ended = False  # a stanza ended in the piece being fed
         self._finished: list[etree._Element] = []
         self.closed = False
         #: namespace declarations of the stream header, stripped from serialized stanzas
@@ -75,24 +89,62 @@ class StreamParser:
 
     def feed(self, data: bytes) -> list[Event]:
         if self.closed:
-            raise StreamError("not-well-formed", "data after the end of the stream")
+            if data.strip():
+                raise StreamError("not-well-formed", "data after the end of the stream")
+            return []
+        self._forget_finished()
+        if self._prolog is not None:
+            self._check_prolog(data)
+        events: list[Event] = []
+        for start in range(0, len(data), self._piece):
+            events += self._feed_piece(data[start : start + self._piece])
+        return events
+
+    def _forget_finished(self) -> None:
+        """Detach the stanzas of the last feed (handled by now, see the class docstring)
+        and the character data between stanzas, so the root never grows."""
         root = self._root
-        if root is not None:
-            for done in self._finished:  # handled by now (see the class docstring)
+        if root is None:
+            return
+        for done in self._finished:
+            if done.getparent() is root:  # a handler may have moved it elsewhere
                 root.remove(done)
-            self._finished.clear()
-            root.text = None
+        self._finished.clear()
+        root.text = None
+
+    def _check_prolog(self, data: bytes) -> None:
+        """Refuse ``<!`` (DOCTYPE, comment) before the root element starts."""
+        assert self._prolog is not None
+        prolog = self._prolog + data
+        at = prolog.find(b"<")
+        while at != -1:
+            mark = prolog[at + 1 : at + 2]
+            if mark == b"!":
+                raise StreamError("restricted-xml", "no DTD or comment allowed in a stream")
+            if mark != b"?":  # the root's start tag ends the prolog, or the next read may
+                self._prolog = None if mark else b"<"
+                return
+            end = prolog.find(b"?>", at + 2)  # a '<' inside a PI starts no markup
+            if end == -1:
+                self._prolog = prolog[at:]  # the declaration or PI goes on in the next read
+                return
+            at = prolog.find(b"<", end + 2)
+        self._prolog = b""
+
+    def _feed_piece(self, piece: bytes) -> list[Event]:
+        self._stanza_ended = False
         try:
-            self._parser.feed(data)
-            events = self._events()
+            self._parser.feed(piece)
         except etree.XMLSyntaxError as exc:
+            self._events()  # our limits first: libxml2 has its own at depth 256
             raise StreamError("not-well-formed", str(exc)) from None
-        if self._depth != 1:
-            self._partial += len(data)
-            if self._partial > self.max_stanza_size:
-                raise StreamError("policy-violation", "stanza too large")
-        else:
+        events = self._events()
+        if self._depth == 1:
             self._partial = 0
+        else:
+            self._partial = len(piece) if self._stanza_ended else self._partial + len(piece)
+            if self._partial > self.max_stanza_size + self._piece:
+                raise StreamError("policy-violation", "stanza too large")
         return events
 
     def _events(self) -> list[Event]:
@@ -109,7 +161,7 @@ class StreamParser:
                 if self._depth == 1:
                     self._finished.append(element)
                     out.append(element)
-                    self._partial = 0
+                    self._stanza_ended = True
                 elif self._depth == 0:
                     self.closed = True
                     out.append(StreamClosed())
@@ -125,6 +177,7 @@ class StreamParser:
         if root.nsmap.get(None) != NS_CLIENT:
             raise StreamError("invalid-namespace", "the content namespace must be jabber:client")
         self._root = root
+        self._stanza_ended = True  # the header's piece does not count against a stanza
         self.header_declarations = tuple(
             f' xmlns:{prefix}="{uri}"'.encode() for prefix, uri in root.nsmap.items() if prefix
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from .xmpp import XmppClients, wait
@@ -41,3 +44,19 @@ def test_message_to_a_nonexistent_user_errors(xmpp: XmppClients) -> None:
     reply = alice.next_message()
     assert reply["type"] == "error"
     assert reply["error"]["condition"] == "service-unavailable"
+
+
+def test_user_added_with_the_cli_logs_in(xmpp: XmppClients) -> None:
+    broker = xmpp.broker
+    broker.terminate()
+    added = subprocess.run(
+        [sys.executable, "-m", "broker", "user", "add", "dave", "--password", "davepw"]
+        + ["--data-dir", str(broker.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert added.returncode == 0, added.stderr
+    broker.start()
+    dave = xmpp.login("dave@localhost/cli", password="davepw")
+    assert str(dave.jid) == "dave@localhost/cli"

@@ -108,7 +108,7 @@ class XmppClient:
 
     # --- the session ----------------------------------------------------------------
 
-    def connect(self, *, presence: bool = True, roster: bool = False) -> XmppClient:
+    def connect(self, *, presence: bool = True, roster: bool = True) -> XmppClient:
         """Connect, authenticate, bind; then (by default) fetch the roster and send
         initial presence, as a chat client does."""
         assert self.broker.xmpp_port, "no xmpp listener"
@@ -138,6 +138,9 @@ class XmppClient:
         return self.client.boundjid
 
     def close(self) -> None:
+        """Disconnect and stop the loop; closing again does nothing."""
+        if not self.loop.is_running():
+            return
         if self.client.transport is not None:
             self.run(self.client.disconnect)
             with contextlib.suppress(AssertionError):
@@ -178,7 +181,7 @@ class XmppClients:
     def login(self, jid: str, **kwargs: Any) -> XmppClient:
         """A connected client for ``jid`` (``user@localhost/resource``)."""
         presence = kwargs.pop("presence", True)
-        roster = kwargs.pop("roster", False)
+        roster = kwargs.pop("roster", True)
         return self.unconnected(jid, **kwargs).connect(presence=presence, roster=roster)
 
     def close_all(self) -> None:
