@@ -84,20 +84,22 @@ SCENARIOS: dict[str, Scenario] = {
     "amqp-transient": Scenario(
         transient,
         [
-            Metric("rate", "transient 1->1 delivered msg/s", "higher", Target("ratio", 1.0)),
+            Metric("rate", "transient 1->1 delivered msg/s", "higher", (Target("ratio", 1.0),)),
             *THROUGHPUT_INFO,
         ],
-        peer="rabbitmq",
+        peers=("rabbitmq",),
         protocols=("amqp",),
     ),
     "amqp-persistent": Scenario(
         persistent,
         [
-            Metric("confirmed_rate", "persistent confirmed msg/s", "higher", Target("ratio", 1.5)),
+            Metric(
+                "confirmed_rate", "persistent confirmed msg/s", "higher", (Target("ratio", 1.5),)
+            ),
             Metric("rate", "persistent delivered msg/s", "higher"),
             *THROUGHPUT_INFO,
         ],
-        peer="rabbitmq",
+        peers=("rabbitmq",),
         protocols=("amqp",),
     ),
     "mqtt-to-amqp": Scenario(
@@ -105,10 +107,10 @@ SCENARIOS: dict[str, Scenario] = {
         [
             Metric("rate", "MQTT QoS 0 -> AMQP msg/s", "higher"),
             Metric("mqtt_rate", "MQTT QoS 0 1->1 msg/s (same broker)", "higher"),
-            Metric("vs_mqtt", "MQTT->AMQP / MQTT 1->1", "", Target("ours", 0.7)),
+            Metric("vs_mqtt", "MQTT->AMQP / MQTT 1->1", "", (Target("ours", 0.7),)),
             *THROUGHPUT_INFO,
         ],
-        peer="rabbitmq",
+        peers=("rabbitmq",),
         protocols=("mqtt", "amqp"),
     ),
 }

@@ -15,23 +15,41 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import rabbitmq
+from benchmarks import rabbitmq, xmpppeers
 from benchmarks.loadgen import raise_nofile
+from benchmarks.xmppwire import DOMAIN, PASSWORD
+from broker.tls import ensure_self_signed
 
 REPO = Path(__file__).resolve().parent.parent
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-KINDS = ("ours", "mosquitto", "rabbitmq")
-START_TIMEOUT = {"ours": 20.0, "mosquitto": 20.0, "rabbitmq": 90.0}
-STOP_TIMEOUT = {"ours": 5.0, "mosquitto": 5.0, "rabbitmq": 30.0}
-READY_LINE = {"ours": b" ready", "rabbitmq": rabbitmq.READY_LINE}
+KINDS = ("ours", "mosquitto", "rabbitmq", "prosody", "ejabberd")
+START_TIMEOUT = {"ours": 120.0, "mosquitto": 20.0, "rabbitmq": 90.0, "prosody": 20.0}
+START_TIMEOUT["ejabberd"] = 90.0
+STOP_TIMEOUT = {"ours": 5.0, "mosquitto": 5.0, "rabbitmq": 30.0, "prosody": 5.0}
+STOP_TIMEOUT["ejabberd"] = 15.0
+READY_LINE = {
+    "ours": b" ready",
+    "rabbitmq": rabbitmq.READY_LINE,
+    "ejabberd": xmpppeers.EJABBERD_READY,
+}
+#: brokers that accept connections before they are ready: only their log line counts
+LATE_READY = ("rabbitmq", "ejabberd")
+XMPP_PEERS = ("prosody", "ejabberd")
 
 OURS_CMD = "{python} -m broker serve --config {config} --data-dir {data_dir}"
 OURS_CONFIG = """\
 [listeners]
 mqtt = {mqtt}
 amqp = {amqp}
-xmpp = false
+xmpp = {xmpp}
 http = false
+[xmpp]
+domain = "{domain}"
+"""
+OURS_USER = """
+[[users]]
+name = "{name}"
+password = "{password}"
 """
 
 MOSQUITTO_CONFIG = """\
@@ -55,6 +73,10 @@ def installed(kind: str) -> bool:
         return Path(MOSQUITTO).exists()
     if kind == "rabbitmq":
         return rabbitmq.installed()
+    if kind == "prosody":
+        return xmpppeers.prosody_installed()
+    if kind == "ejabberd":
+        return xmpppeers.ejabberd_installed()
     return True
 
 
@@ -62,6 +84,10 @@ def unsupported(kind: str, protocols: tuple[str, ...]) -> str | None:
     """Why an installed peer cannot serve ``protocols``, or None if it can."""
     if kind == "mosquitto" and set(protocols) != {"mqtt"}:
         return "Mosquitto speaks MQTT only"
+    if kind in XMPP_PEERS and set(protocols) != {"xmpp"}:
+        return f"{kind} runs here for XMPP only"
+    if kind == "rabbitmq" and "xmpp" in protocols:
+        return "RabbitMQ speaks no XMPP"
     if kind == "rabbitmq" and "mqtt" in protocols and not rabbitmq.has_plugin(rabbitmq.MQTT_PLUGIN):
         return f"RabbitMQ has no {rabbitmq.MQTT_PLUGIN} plugin"
     if kind == "rabbitmq" and "amqp" not in protocols:
@@ -121,12 +147,14 @@ class Broker:
     """One fresh broker process, in its own session, on free loopback ports; a context
     manager.
 
-    ``kind`` is ``ours``, ``mosquitto`` or ``rabbitmq``; ``protocols`` the listeners the
-    scenario needs (``mqtt``, ``amqp``), each on its own port.  ``ours_cmd`` replaces our
-    broker's command line (placeholders ``{python} {port} {amqp_port} {config}
-    {data_dir}``, ``{port}`` being the MQTT one) for dry runs against stand-ins.  Entering
-    raises :class:`BrokerUnavailable` when our broker starts without a listener it was
-    configured for.
+    ``kind`` is one of :data:`KINDS`; ``protocols`` the listeners the scenario needs
+    (``mqtt``, ``amqp``, ``xmpp``), each on its own port; ``accounts`` the XMPP users to
+    create, each with password :data:`PASSWORD`, on domain :data:`DOMAIN`; ``archive``
+    has the XMPP peers archive one-to-one messages (XEP-0313) as ours does.  ``ours_cmd``
+    replaces our broker's command line (placeholders ``{python} {port} {amqp_port}
+    {config} {data_dir}``, ``{port}`` being the MQTT one) for dry runs against stand-ins.
+    Entering raises :class:`BrokerUnavailable` when our broker starts without a listener
+    it was configured for.
     """
 
     def __init__(
@@ -135,11 +163,15 @@ class Broker:
         log_path: Path,
         ours_cmd: str | None = None,
         protocols: tuple[str, ...] = ("mqtt",),
+        accounts: list[str] | None = None,
+        archive: bool = False,
     ) -> None:
         self.kind = kind
         self.log_path = log_path
         self.ours_cmd = ours_cmd
         self.protocols = protocols
+        self.accounts = accounts or []
+        self.archive = archive
         self.ports: dict[str, int] = {}
         self.version: str | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -159,6 +191,10 @@ class Broker:
     @property
     def amqp_port(self) -> int:
         return self.ports["amqp"]
+
+    @property
+    def xmpp_port(self) -> int:
+        return self.ports["xmpp"]
 
     def __enter__(self) -> Broker:
         self._tmp = tempfile.TemporaryDirectory(prefix=f"bench-{self.kind}-")
@@ -198,12 +234,15 @@ class Broker:
             return [MOSQUITTO, "-c", str(config)], None
         if self.kind == "rabbitmq":
             return [str(rabbitmq.SERVER)], self._rabbitmq_env(tmp)
+        if self.kind in XMPP_PEERS:
+            return self._xmpp_peer(tmp)
         config = tmp / "broker.toml"
         listeners = {
             p: f'"127.0.0.1:{self.ports[p]}"' if p in self.ports else "false"
-            for p in ("mqtt", "amqp")
+            for p in ("mqtt", "amqp", "xmpp")
         }
-        config.write_text(OURS_CONFIG.format(**listeners))
+        users = (OURS_USER.format(name=name, password=PASSWORD) for name in self.accounts)
+        config.write_text(OURS_CONFIG.format(**listeners, domain=DOMAIN) + "".join(users))
         template = (
             self.ours_cmd or "{python} -m broker serve --config {config} --data-dir {data_dir}"
         )
@@ -215,6 +254,17 @@ class Broker:
             data_dir=tmp / "data",
         )
         return shlex.split(line), None
+
+    def _xmpp_peer(self, tmp: Path) -> tuple[list[str], dict[str, str]]:
+        cert, key = ensure_self_signed(tmp, DOMAIN)
+        args = (tmp, self.xmpp_port, DOMAIN, self.accounts, PASSWORD, cert, key, self.archive)
+        if self.kind == "prosody":
+            self.version = xmpppeers.prosody_version()
+            cmd, env = xmpppeers.prosody(*args)
+        else:
+            self.version = xmpppeers.ejabberd_version()
+            cmd, env = xmpppeers.ejabberd(*args)
+        return cmd, dict(os.environ) | env
 
     def _rabbitmq_env(self, tmp: Path) -> dict[str, str]:
         """Start the node's own epmd and prepare its files; the node's environment."""
@@ -249,7 +299,7 @@ class Broker:
             if marker is not None and marker in log:
                 self._on_ready(log)
                 return
-            if self.kind != "rabbitmq" and all(_accepts(p) for p in self.ports.values()):
+            if self.kind not in LATE_READY and all(_accepts(p) for p in self.ports.values()):
                 return
             time.sleep(0.05)
         raise TimeoutError(f"{self.kind} not ready after {timeout}s: {self.log_tail()}")
@@ -258,6 +308,8 @@ class Broker:
         """Note RabbitMQ's version; check that ours opened every listener it was given."""
         if self.kind == "rabbitmq":
             self.version = rabbitmq.version(log.decode(errors="replace"))
+            return
+        if self.kind != "ours":
             return
         for protocol, port in self.ports.items():
             if f"listening protocol={protocol} address=127.0.0.1:{port}".encode() not in log:

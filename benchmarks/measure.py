@@ -21,19 +21,25 @@ class Settings:
     version: int = 4
     prefetch: int = 100
     ack_every: int = 50
+    xmpp_sessions: int = 5000
+    xmpp_batch: int = 100
 
 
 @dataclass(frozen=True)
 class Target:
     """A goal for ours: its ``ratio`` against the peer, or its own figure (``ours``), at
-    least ``minimum``."""
+    least ``bound`` (at most, if ``most``); in the table of ``peer`` only, if given."""
 
     of: str  # "ratio" or "ours"
-    minimum: float
+    bound: float
+    most: bool = False
+    peer: str | None = None
 
     def met(self, ours: float | None, ratio: float | None) -> bool | None:
         value = ratio if self.of == "ratio" else ours
-        return None if value is None else value >= self.minimum
+        if value is None:
+            return None
+        return value <= self.bound if self.most else value >= self.bound
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,11 @@ class Metric:
     key: str
     label: str
     better: str  # "higher", "lower" or "" for information only
-    target: Target | None = None
+    targets: tuple[Target, ...] = ()
+
+    def target(self, peer: str) -> Target | None:
+        """The goal shown in ``peer``'s table, if any."""
+        return next((t for t in self.targets if t.peer in (None, peer)), None)
 
 
 Figures = dict[str, float]
@@ -49,13 +59,15 @@ Figures = dict[str, float]
 
 @dataclass(frozen=True)
 class Scenario:
-    """A load, what it reports, the peer broker ours is compared with, and the listeners
-    (``mqtt``, ``amqp``) both brokers need for it."""
+    """A load, what it reports, the peer brokers ours is compared with, the listeners
+    (``mqtt``, ``amqp``, ``xmpp``) every broker needs for it, and the XMPP accounts it
+    logs in with."""
 
     run: Callable[[Broker, Settings], Figures]
     metrics: list[Metric]
-    peer: str = "mosquitto"
+    peers: tuple[str, ...] = ("mosquitto",)
     protocols: tuple[str, ...] = ("mqtt",)
+    accounts: Callable[[Settings], list[str]] | None = None
 
 
 THROUGHPUT_INFO = [

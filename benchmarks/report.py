@@ -1,4 +1,7 @@
-"""The runner's tables: ours beside each peer broker, and MQTT 5 beside MQTT 3.1.1."""
+"""The runner's tables: ours beside each peer broker, and MQTT 5 beside MQTT 3.1.1.
+
+A scenario with several peers (XMPP: Prosody and ejabberd) appears in each one's table.
+"""
 
 from __future__ import annotations
 
@@ -40,19 +43,20 @@ def _x(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio:.2f}x"
 
 
-def _target(m: Metric, ours: float | None, ratio: float | None) -> str:
-    if m.target is None:
+def _target(m: Metric, peer: str, ours: float | None, ratio: float | None) -> str:
+    target = m.target(peer)
+    if target is None:
         return ""
-    met = m.target.met(ours, ratio)
+    met = target.met(ours, ratio)
     verdict = "" if met is None else ": met" if met else ": NOT met"
-    return f"{m.target.of} >= {m.target.minimum:.1f}{verdict}"
+    return f"{target.of} {'<=' if target.most else '>='} {target.bound:.1f}{verdict}"
 
 
 def table(results: Results, catalog: dict[str, Scenario], peer: str) -> str:
     """Every scenario compared with ``peer``: ours, the peer, the ratio, and the target
     column if any of its metrics has one."""
-    names = [n for n in results if catalog[n].peer == peer]
-    targets = any(m.target for n in names for m in catalog[n].metrics)
+    names = [n for n in results if peer in catalog[n].peers]
+    targets = any(m.target(peer) for n in names for m in catalog[n].metrics)
     rows = [("scenario", "metric", "ours", peer, "ratio", *(("target",) if targets else ()))]
     for name in names:
         by_broker = results[name]
@@ -60,7 +64,7 @@ def table(results: Results, catalog: dict[str, Scenario], peer: str) -> str:
             ours, theirs = (by_broker.get(b, {}).get(m.key) for b in ("ours", peer))
             ratio = _ratio(m, by_broker, peer)
             row = (name, m.label, fmt(ours), fmt(theirs), _x(ratio))
-            rows.append(row + ((_target(m, ours, ratio),) if targets else ()))
+            rows.append(row + ((_target(m, peer, ours, ratio),) if targets else ()))
     return _layout(rows) + f"\nratio: ours/{peer} for rates, {peer}/ours for costs"
 
 

@@ -2,10 +2,12 @@
 
     python -m benchmarks.runner [--only qos0,fanout-v5,amqp-transient] [--duration 5]
                                 [--quick] [--brokers ours,mosquitto,rabbitmq] [--json OUT]
+    python -m benchmarks.runner --only xmpp      # a protocol's name selects all its rows
 
-Each scenario names its peer: Mosquitto for the MQTT rows, RabbitMQ for the AMQP rows.  It
-runs against a freshly started broker of each kind selected; each peer's table gives the
-ratio ours/peer for rates and peer/ours for costs, so above 1 means ours is better.  Every
+Each scenario names its peers: Mosquitto for the MQTT rows, RabbitMQ for the AMQP rows,
+Prosody and ejabberd for the XMPP rows.  It runs against a freshly started broker of each
+kind selected; each peer's table gives the ratio ours/peer for rates and peer/ours for
+costs, so above 1 means ours is better.  Every
 MQTT scenario also exists as ``<name>-v5``: the same load over MQTT 5, each PUBLISH with a
 user property and a topic alias; a second table sets v5 beside 3.1.1 for each broker.
 """
@@ -13,6 +15,7 @@ user property and a topic alias; a second table sets v5 beside 3.1.1 for each br
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -22,20 +25,34 @@ import traceback
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from benchmarks import amqp_scenarios, mqtt_scenarios
+from benchmarks import amqp_scenarios, mqtt_scenarios, pyspy, xmpp_scenarios
 from benchmarks.brokers import KINDS, Broker, BrokerUnavailable, installed, unsupported
 from benchmarks.loadgen import raise_nofile
 from benchmarks.measure import Figures, Scenario, Settings
 from benchmarks.report import V5, fmt, table, version_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PEERS = ("mosquitto", "rabbitmq")
-CATALOG: dict[str, Scenario] = {
+PEERS = ("mosquitto", "rabbitmq", "prosody", "ejabberd")
+MQTT_CATALOG: dict[str, Scenario] = {
     name + suffix: scenario
     for name, scenario in mqtt_scenarios.SCENARIOS.items()
     for suffix in ("", V5)
-} | amqp_scenarios.SCENARIOS
+}
+GROUPS = {
+    "mqtt": list(MQTT_CATALOG),
+    "amqp": list(amqp_scenarios.SCENARIOS),
+    "xmpp": list(xmpp_scenarios.SCENARIOS),
+}
+CATALOG = MQTT_CATALOG | amqp_scenarios.SCENARIOS | xmpp_scenarios.SCENARIOS
 NAMES = list(CATALOG)
+
+
+def selected(only: str) -> list[str]:
+    """The scenarios named in ``only``, a protocol's name standing for all of its own."""
+    names: list[str] = []
+    for item in only.split(","):
+        names += [n for n in GROUPS.get(item, [item]) if n not in names]
+    return names
 
 
 def idle_cpu_pct(seconds: float = 1.0) -> float:
@@ -52,7 +69,11 @@ def idle_cpu_pct(seconds: float = 1.0) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.runner", description=__doc__)
-    p.add_argument("--only", default=",".join(NAMES), help="comma-separated scenarios")
+    p.add_argument(
+        "--only",
+        default=",".join(NAMES),
+        help="comma-separated scenarios, or mqtt, amqp, xmpp for all of a protocol's",
+    )
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--brokers", default=",".join(KINDS), help="ours and/or peers")
@@ -65,10 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prefetch", type=int, default=100, help="AMQP manual-ack consumer prefetch")
     p.add_argument("--ack-every", type=int, default=50, help="AMQP consumer: deliveries per ack")
     p.add_argument("--idle-conns", type=int, default=10_000)
+    p.add_argument("--xmpp-sessions", type=int, default=5000, help="XMPP idle sessions")
+    p.add_argument("--xmpp-batch", type=int, default=100, help="XMPP chat: messages per ping")
+    p.add_argument(
+        "--xmpp-archive", action="store_true", help="Prosody and ejabberd archive chats (MAM)"
+    )
+    p.add_argument("--profile", type=Path, help="py-spy our broker into DIR/<scenario>.txt")
     p.add_argument("--ours-cmd", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
-    scenarios = args.only.split(",")
+    scenarios = selected(args.only)
     brokers = args.brokers.split(",")
     unknown = set(scenarios) - set(NAMES) | set(brokers) - set(KINDS)
     if unknown:
@@ -87,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         idle_conns=args.idle_conns,
         prefetch=args.prefetch,
         ack_every=args.ack_every,
+        xmpp_sessions=args.xmpp_sessions,
+        xmpp_batch=args.xmpp_batch,
     )
     raise_nofile()
     idle_before = idle_cpu_pct()
@@ -102,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in scenarios:
         scenario = CATALOG[name]
         version = 5 if name.endswith(V5) else 4
-        for kind in [b for b in brokers if b in ("ours", scenario.peer)]:
+        accounts = scenario.accounts(settings) if scenario.accounts else None
+        for kind in [b for b in brokers if b in ("ours", *scenario.peers)]:
             if reason := unsupported(kind, scenario.protocols):
                 skipped.append(f"{name}/{kind}: {reason}")
                 print(f"{name}/{kind}: skipped: {reason}", file=sys.stderr)
@@ -110,9 +140,17 @@ def main(argv: list[str] | None = None) -> int:
             log = RESULTS / "logs" / f"{name}-{kind}.log"
             started = time.monotonic()
             try:
-                with Broker(kind, log, args.ours_cmd, scenario.protocols) as broker:
+                with Broker(
+                    kind, log, args.ours_cmd, scenario.protocols, accounts, args.xmpp_archive
+                ) as broker:
                     versions.setdefault(kind, broker.version)
-                    figures = scenario.run(broker, replace(settings, version=version))
+                    profile = args.profile / f"{name}.txt" if args.profile else None
+                    profile = profile if kind == "ours" else None
+                    spy = pyspy.recording(broker.pid, profile) if profile else None
+                    with spy or contextlib.nullcontext():
+                        figures = scenario.run(broker, replace(settings, version=version))
+                    if profile:
+                        print(pyspy.summary(profile), file=sys.stderr)
             except BrokerUnavailable as e:
                 skipped.append(f"{name}/{kind}: {e}")
                 print(f"{name}/{kind}: skipped: {e}", file=sys.stderr)
@@ -127,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tables = []
     for peer in PEERS:
-        if any(CATALOG[n].peer == peer for n in results):
+        if any(peer in CATALOG[n].peers for n in results):
             tables.append(table(results, CATALOG, peer))
         if peer == "mosquitto" and (versus := version_table(results, CATALOG)):
             tables.append(versus)
