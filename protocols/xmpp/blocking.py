@@ -55,8 +55,8 @@ class Blocking:
         not-acceptable with <blocked/> (3.4); inbound presence is dropped, messages and
         IQ requests get service-unavailable, as if the user did not exist (3.3)."""
         to_text = stanza.get("to")
-        if to_text is None:
-            return False  # to the sender's own account
+        if to_text is None or not self.lists:
+            return False  # to the sender's own account, or nobody blocks anyone
         try:
             to = parse_jid(to_text)
         except InvalidJID:

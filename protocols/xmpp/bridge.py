@@ -90,6 +90,7 @@ class ExchangeBridge:
             return
         chat.append(body)
         front.deliver_message(to, chat, serialize(chat))
+        front.end_of_input()
 
     def _sender(self, publisher: str | None) -> str:
         """The publishing user's bare JID; the domain when there is none to give."""

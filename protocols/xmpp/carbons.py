@@ -94,7 +94,10 @@ def _copy(
     data: bytes,
     skip: Collection[Session],
 ) -> None:
-    targets = [s for s in front.resources(user) if s.extensions.get(EXTENSION) and s not in skip]
+    resources = front.sessions.get(user)
+    if not resources or len(resources) <= len(skip):
+        return  # the common case: no other resource to copy to
+    targets = [s for s in resources.values() if s.extensions.get(EXTENSION) and s not in skip]
     if not targets or not eligible(el):
         return
     bare = quoteattr(str(user))

@@ -128,6 +128,10 @@ class XMPPFrontEnd:
     def pre_auth_iq(self, conn: XMPPConnection, iq: etree._Element) -> None:
         self.registration.pre_auth_iq(conn, iq)
 
+    def end_of_input(self) -> None:
+        """After a read's stanzas are handled: what they archived goes to the store."""
+        self.archive.flush()
+
     def lost(self, conn: XMPPConnection) -> None:
         self.connections.discard(conn)
         session = self._by_conn.pop(conn, None)
@@ -234,7 +238,7 @@ class XMPPFrontEnd:
                 raise StreamError("invalid-from", claimed) from None
             if jid != session.jid and jid != session.bare:
                 raise StreamError("invalid-from", claimed)
-        el.set("from", str(session.jid))
+        el.set("from", session.jid_text)
 
     def _recipient(self, session: Session, el: etree._Element) -> JID | None:
         """The stanza's 'to' (the sender's bare JID if none); None after answering a

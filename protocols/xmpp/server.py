@@ -112,6 +112,7 @@ async def _read(
             break
         idle.input(trio.current_time())
         conn.receive(data)
+        front.end_of_input()
         if conn.sync_before_output:
             conn.sync_before_output = False
             await writer.hold_until_durable(front.broker.store)

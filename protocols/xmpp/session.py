@@ -23,6 +23,7 @@ class Session:
         "conn",
         "jid",
         "bare",
+        "jid_text",
         "username",
         "available",
         "priority",
@@ -38,6 +39,8 @@ class Session:
         self.conn = conn
         self.jid = jid
         self.bare = jid.bare
+        #: the full JID as text, which stamps every stanza the session sends
+        self.jid_text = str(jid)
         self.username = username
         #: the resource sent initial presence and has not gone unavailable since
         self.available = False

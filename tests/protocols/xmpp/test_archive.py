@@ -42,17 +42,24 @@ def _stanza_ids(el: etree._Element) -> list[tuple[str | None, str | None]]:
 
 
 def test_archive_is_bounded_and_survives_a_reload(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(archive, "MAX_PER_USER", 3)
+    monkeypatch.setattr(archive, "MAX_PER_USER", 4)
+    monkeypatch.setattr(archive, "CHUNK", 2)
     store = MemoryStore()
     kept = Archive(store, {})
-    ids = [kept.add("alice", "bob@d/pc", f"<m{n}/>".encode()) for n in range(5)]
-    assert [r.id for r in kept.records("alice")] == ids[2:]
+    ids = []
+    for n in range(9):
+        ids.append(kept.add("alice", "bob@d/pc", f"<m{n}/>".encode()))
+        if n in (2, 3, 8):  # flushes of one, several and chunk-crossing runs of copies
+            kept.flush()
+    assert [r.id for r in kept.records("alice")] == ids[4:]  # whole chunks of the oldest go
     reloaded = Archive(store, trio.run(store.open).kv)
     records = reloaded.records("alice")
     assert [(r.id, r.stanza, r.with_bare) for r in records] == [
-        (ids[n], f"<m{n}/>".encode(), "bob@d") for n in range(2, 5)
+        (ids[n], f"<m{n}/>".encode(), "bob@d") for n in range(4, 9)
     ]
-    assert reloaded.add("alice", "bob@d", b"<m5/>") not in ids
+    assert reloaded.add("alice", "bob@d", b"<m9/>") not in ids
+    reloaded.flush()
+    assert len(trio.run(store.open).kv) == 2  # the chunks of copies 7-8 and 9-10
 
 
 def _form(fields: str) -> etree._Element:
