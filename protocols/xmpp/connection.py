@@ -141,6 +141,7 @@ class XMPPConnection:
 
     def _closed(self) -> None:
         self.closing = True
+        self.parser.close()
         if self.on_output is not None:
             self.on_output()  # the adapter finishes once the outbox is out
         self.handler.lost(self)
@@ -164,6 +165,10 @@ class XMPPConnection:
         except StreamError as exc:
             event(log, logging.INFO, "xmpp stream error", peer=self.peer, error=str(exc))
             self.close(exc.condition, exc.text)
+
+    def quiet(self) -> None:
+        """The peer has sent nothing for a while: drop the parser until it does."""
+        self.parser.release()
 
     def tls_established(self) -> None:
         """The adapter wrapped the stream in TLS: the client starts a new stream."""

@@ -9,6 +9,7 @@ under both once the ``<proceed/>`` is out.
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 
 import trio
@@ -29,6 +30,9 @@ NEGOTIATION_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 3.0
 #: A peer that accepts none of our bytes for this long is dropped.
 SEND_TIMEOUT = 60.0
+#: Seconds a bound stream may send nothing before it gives up what it can rebuild (its
+#: parser: most of an idle session's memory), as ejabberd hibernates idle processes.
+RELEASE_AFTER = 1.0
 #: Seconds the TLS handshake after STARTTLS may take.
 TLS_TIMEOUT = 10.0
 
@@ -97,11 +101,16 @@ async def _read(
     negotiated_by = trio.current_time() + NEGOTIATION_TIMEOUT
     settings = front.settings
     idle = IdleTimer(conn, settings.ping_interval, settings.ping_timeout, trio.current_time())
+    quiet_at = math.inf  # when the bound stream counts as quiet (see RELEASE_AFTER)
     while not conn.closing:
         deadline = negotiated_by if conn.jid is None else idle.deadline
-        with trio.move_on_at(deadline) as timer:
+        with trio.move_on_at(min(deadline, quiet_at)) as timer:
             data = await stream.receive_some(RECEIVE_SIZE)
         if timer.cancelled_caught:
+            if trio.current_time() < deadline:
+                conn.quiet()
+                quiet_at = math.inf
+                continue
             if conn.jid is not None:  # quiet too long: ping, or close if that went unanswered
                 idle.expired(trio.current_time())
                 continue
@@ -110,7 +119,9 @@ async def _read(
             break
         if not data:
             break
-        idle.input(trio.current_time())
+        now = trio.current_time()
+        idle.input(now)
+        quiet_at = now + RELEASE_AFTER if conn.jid is not None else math.inf
         conn.receive(data)
         front.end_of_input()
         if conn.sync_before_output:

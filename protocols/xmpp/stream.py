@@ -19,7 +19,9 @@ of ``max_stanza_size // 16`` bytes and a stanza is measured in whole pieces: one
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
+from xml.sax.saxutils import quoteattr
 
 from lxml import etree
 
@@ -29,6 +31,21 @@ STREAM_TAG = f"{{{NS_STREAM}}}stream"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 #: the smallest piece a read is cut into (tiny size limits would otherwise mean tiny feeds)
 MIN_PIECE = 64
+
+
+#: lxml parsers end in reference cycles (parser, parser context, document) that only the
+#: cyclic collector frees, and the broker runs that rarely (runtime.tune_gc): once this many
+#: parsers have been dropped, collect, so finished and idle streams give their memory back.
+COLLECT_EVERY = 500
+_retired = 0
+
+
+def _retire() -> None:
+    global _retired
+    _retired += 1
+    if _retired >= COLLECT_EVERY:
+        _retired = 0
+        gc.collect()
 
 
 class StreamError(Exception):
@@ -68,15 +85,9 @@ class StreamParser:
 
     def reset(self) -> None:
         """Start over for a new stream (after STARTTLS and after SASL success)."""
-        self._parser = etree.XMLPullParser(
-            events=("start", "end", "comment", "pi"),
-            encoding="utf-8",  # whatever the XML declaration says (RFC 6120 11.6)
-            resolve_entities=True,  # the DTD check leaves only the five predefined ones
-            no_network=True,
-            load_dtd=False,
-            huge_tree=False,
-            remove_blank_text=False,
-        )
+        if getattr(self, "_parser", None) is not None:
+            _retire()
+        self._parser: etree.XMLPullParser | None = self._new_parser()
         self._root: etree._Element | None = None
         self._prolog: bytes | None = b""  # the bytes before the root's start tag
         self._depth = 0
@@ -86,12 +97,51 @@ class StreamParser:
         self.closed = False
         #: namespace declarations of the stream header, stripped from serialized stanzas
         self.header_declarations: tuple[bytes, ...] = ()
+        #: the stream header as a new parser is given it after ``release``
+        self._header = b""
+
+    def release(self) -> None:
+        """Drop the parser between stanzas (an idle stream's largest part, some 10 KiB of
+        libxml2 state); the next ``feed`` starts a new one on a copy of the header."""
+        if self._parser is None or self._depth != 1 or self._partial or self.closed:
+            return
+        self._forget_finished()
+        self._parser = self._root = None
+        _retire()
+
+    def close(self) -> None:
+        """The stream is over: the parser goes."""
+        if self._parser is not None:
+            self._parser = self._root = None
+            self._finished.clear()
+            _retire()
+
+    def _resume(self) -> None:
+        parser = self._new_parser()
+        parser.feed(self._header)
+        for _, root in parser.read_events():
+            self._root = root
+        self._parser = parser
+
+    @staticmethod
+    def _new_parser() -> etree.XMLPullParser:
+        return etree.XMLPullParser(
+            events=("start", "end", "comment", "pi"),
+            encoding="utf-8",  # whatever the XML declaration says (RFC 6120 11.6)
+            resolve_entities=True,  # the DTD check leaves only the five predefined ones
+            no_network=True,
+            load_dtd=False,
+            huge_tree=False,
+            remove_blank_text=False,
+        )
 
     def feed(self, data: bytes) -> list[Event]:
         if self.closed:
             if data.strip():
                 raise StreamError("not-well-formed", "data after the end of the stream")
             return []
+        if self._parser is None:
+            self._resume()
         self._forget_finished()
         if self._prolog is not None:
             self._check_prolog(data)
@@ -133,6 +183,7 @@ class StreamParser:
 
     def _feed_piece(self, piece: bytes) -> list[Event]:
         self._stanza_ended = False
+        assert self._parser is not None
         try:
             self._parser.feed(piece)
         except etree.XMLSyntaxError as exc:
@@ -149,6 +200,7 @@ class StreamParser:
 
     def _events(self) -> list[Event]:
         out: list[Event] = []
+        assert self._parser is not None
         for kind, element in self._parser.read_events():
             if kind == "start":
                 self._depth += 1
@@ -181,6 +233,12 @@ class StreamParser:
         self.header_declarations = tuple(
             f' xmlns:{prefix}="{uri}"'.encode() for prefix, uri in root.nsmap.items() if prefix
         )
+        tag = f"{root.prefix}:stream" if root.prefix else "stream"
+        declarations = "".join(
+            f" xmlns:{prefix}={quoteattr(uri)}" if prefix else f" xmlns={quoteattr(uri)}"
+            for prefix, uri in root.nsmap.items()
+        )
+        self._header = f"<{tag}{declarations}>".encode()
         return StreamOpened({_attribute_name(k): v for k, v in root.attrib.items()})
 
 

@@ -249,6 +249,23 @@ def test_reset_starts_a_new_stream() -> None:
     )
 
 
+def test_a_released_parser_goes_on_where_it_stopped() -> None:
+    """release() between stanzas (what an idle stream does) changes nothing a peer sees;
+    in the middle of a stanza it does nothing."""
+    half = b"<message><body>half</body></message>"
+    whole = StreamParser()
+    expected = summary(whole, whole.feed(HEADER + STANZAS + half + STANZAS + TRAILER))
+    parser = StreamParser()
+    out = summary(parser, parser.feed(HEADER))
+    parser.release()
+    out += summary(parser, parser.feed(STANZAS + half[:18]))
+    parser.release()
+    out += summary(parser, parser.feed(half[18:]))
+    parser.release()
+    out += summary(parser, parser.feed(STANZAS + TRAILER))
+    assert out == expected
+
+
 def test_finished_stanzas_are_detached_so_the_root_does_not_grow() -> None:
     parser = StreamParser()
     parser.feed(HEADER)
