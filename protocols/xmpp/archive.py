@@ -53,6 +53,7 @@ BODY = f"{{{NS_CLIENT}}}body"
 _RUN = secrets.token_hex(4)
 _END = b"</message>"
 _MARK_END = b"'/></message>"
+_SID = NS_SID.encode()
 Serializer = Callable[[etree._Element], bytes]
 _NO_STORE = (f"{{{NS_HINTS}}}no-store", f"{{{NS_HINTS}}}no-permanent-store")
 
@@ -94,7 +95,7 @@ def with_stanza_id(
     appended to the bytes as they are; a stanza-id the sender put in claiming to be by
     the same JID (XEP-0359: a forgery) is dropped, through the element."""
     owner = str(by)
-    forged = [c for c in el if c.tag == STANZA_ID and c.get("by") == owner]
+    forged = [c for c in el if c.tag == STANZA_ID and c.get("by") == owner] if _SID in data else []
     if forged or not data.endswith(_END):
         for sid in forged:
             el.remove(sid)

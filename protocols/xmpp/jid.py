@@ -25,7 +25,7 @@ class JID(NamedTuple):
 
     @property
     def bare(self) -> JID:
-        return JID(self.local, self.domain, "")
+        return _bare(self) if self.resource else self
 
     @property
     def is_bare(self) -> bool:
@@ -34,6 +34,11 @@ class JID(NamedTuple):
     def __str__(self) -> str:
         text = f"{self.local}@{self.domain}" if self.local else self.domain
         return f"{text}/{self.resource}" if self.resource else text
+
+
+@functools.lru_cache(maxsize=8192)
+def _bare(jid: JID) -> JID:
+    return JID(jid.local, jid.domain, "")
 
 
 @functools.lru_cache(maxsize=8192)

@@ -156,9 +156,14 @@ class StreamParser:
         root = self._root
         if root is None:
             return
-        for done in self._finished:
-            if done.getparent() is root:  # a handler may have moved it elsewhere
-                root.remove(done)
+        finished = self._finished
+        count = len(finished)
+        if count and len(root) >= count and root[count - 1] is finished[-1]:
+            del root[:count]  # they lead the root's children (a partial stanza may follow)
+        else:
+            for done in finished:
+                if done.getparent() is root:  # a handler may have moved it elsewhere
+                    root.remove(done)
         self._finished.clear()
         root.text = None
 
