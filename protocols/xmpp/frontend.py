@@ -2,7 +2,7 @@
 
 Streams authenticate in ``XMPPConnection``; from then on every top-level element comes
 here (``element``).  The front end binds resources, stamps senders, and routes stanzas:
-to the server itself (IQs by payload namespace, see ``iq_handlers``), to a local account
+to the server itself (IQs by payload, see ``server_iq`` and ``account_iq``), to a local account
 (its resources, or the server on its behalf), or back as an error.
 """
 

@@ -9,11 +9,11 @@ import pytest
 from slixmpp.exceptions import IqError
 
 from .brokers import BrokerFactory, BrokerProcess, merge
+from .rawxmpp import RawXmpp
 from .xmpp import XmppClient, XmppClients, wait, xmpp_config
-from .xmpp_rawstream import RawStream
 
 PLUGINS = ("xep_0030", "xep_0077", "xep_0199")
-REGISTER_GET = "<iq type='get' id='reg1'><query xmlns='jabber:iq:register'/></iq>"
+REGISTER_GET = b"<iq type='get' id='reg1'><query xmlns='jabber:iq:register'/></iq>"
 
 
 @pytest.fixture
@@ -23,9 +23,9 @@ def open_broker(broker_factory: BrokerFactory) -> BrokerProcess:
 
 
 def test_registration_is_off_by_default(xmpp_broker: BrokerProcess) -> None:
-    raw = RawStream(xmpp_broker)
+    raw = RawXmpp(xmpp_broker.host, xmpp_broker.xmpp_port)
     try:
-        assert b"iq-register" not in raw.open()
+        assert b"iq-register" not in raw.open_stream()
         raw.send(REGISTER_GET)
         reply = raw.read_until(b"</iq>")
         assert b'type="error"' in reply and b"<service-unavailable" in reply
@@ -34,10 +34,10 @@ def test_registration_is_off_by_default(xmpp_broker: BrokerProcess) -> None:
 
 
 def test_other_iqs_before_authentication_are_still_refused(open_broker: BrokerProcess) -> None:
-    raw = RawStream(open_broker)
+    raw = RawXmpp(open_broker.host, open_broker.xmpp_port)
     try:
-        raw.open()
-        raw.send("<iq type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>")
+        raw.open_stream()
+        raw.send(b"<iq type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>")
         assert b"<not-authorized" in raw.read_until(b"</stream:stream>")
     finally:
         raw.close()
@@ -57,12 +57,12 @@ def test_register_then_log_in(open_broker: BrokerProcess) -> None:
 
 
 def test_registering_a_taken_name_conflicts(open_broker: BrokerProcess) -> None:
-    raw = RawStream(open_broker)
+    raw = RawXmpp(open_broker.host, open_broker.xmpp_port)
     try:
-        assert b"iq-register" in raw.open()
+        assert b"iq-register" in raw.open_stream()
         raw.send(
-            "<iq type='set' id='reg2'><query xmlns='jabber:iq:register'>"
-            "<username>alice</username><password>stolen</password></query></iq>"
+            b"<iq type='set' id='reg2'><query xmlns='jabber:iq:register'>"
+            b"<username>alice</username><password>stolen</password></query></iq>"
         )
         reply = raw.read_until(b"</iq>")
         assert b"<conflict" in reply

@@ -13,8 +13,8 @@ from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
 
 from .brokers import BrokerFactory, merge
+from .rawxmpp import RawXmpp
 from .xmpp import XmppClient, XmppClients, wait, xmpp_config
-from .xmpp_rawstream import RawStream
 from .xmpp_sync import wait_until_stored
 
 SERVICES = (
@@ -109,9 +109,9 @@ def test_server_pings_an_idle_client_that_answers(broker_factory: BrokerFactory)
 
 def test_server_closes_a_client_that_does_not_answer(broker_factory: BrokerFactory) -> None:
     broker = broker_factory(merge(xmpp_config(), {"xmpp": {"ping_interval": 1, "ping_timeout": 1}}))
-    raw = RawStream(broker)
+    raw = RawXmpp(broker.host, broker.xmpp_port)
     try:
-        raw.login("alice", "alicepw")
+        raw.login("alice", "alicepw", "raw")
         raw.read_until(b"urn:xmpp:ping")
         assert b"<connection-timeout" in raw.read_until(b"</stream:stream>")
     finally:
