@@ -20,6 +20,11 @@ from broker.alarms import ResourceMonitor, total_memory
 from broker.auth import UserDB
 from broker.config import Config, ConfigError
 from broker.core import Broker
+from broker.http import health
+from broker.http.app import HttpApp, Request
+from broker.http.server import HttpListener
+from broker.http.server import serve as serve_http
+from broker.http.websocket import WebSocket
 from broker.log import event, setup_logging
 from broker.store.sqlite import SqliteStore
 from broker.ticker import Ticker
@@ -70,6 +75,8 @@ class Server:
         self._reload = reload
         self.data_dir = Path(config.store.data_dir)
         self.addresses: dict[str, tuple[str, int]] = {}
+        #: the store is open and every listener bound (/readyz)
+        self.ready = False
         self.store = SqliteStore(self.data_dir)
         self.users = UserDB(
             allow_anonymous=config.auth.allow_anonymous,
@@ -129,6 +136,7 @@ class Server:
                         listeners.start_soon(
                             sysinfo.run, self.broker, self.config.mqtt.sys_interval
                         )
+                    self.ready = True
                     event(log, logging.INFO, "ready", data_dir=str(self.data_dir))
                     task_status.started(self)
                     await _wait_for_signal()
@@ -190,6 +198,35 @@ class Server:
         await self._open("xmpp", xmpp_handler, nursery, tls_context=None)
         if self.config.listener("xmpps") is not None:
             await self._open("xmpps", xmpps_handler, nursery, tls_context=starttls)
+
+        http = HttpListener(self._http_app(mqtt), self.config.limits.ws_max_message_size)
+
+        async def http_handler(stream: trio.abc.Stream, peer: str, loopback: bool) -> None:
+            await serve_http(http, stream, peer=peer, peer_loopback=loopback)
+
+        await self._open("http", http_handler, nursery, tls_context=self._http_tls())
+
+    def _http_app(self, mqtt: MQTTFrontEnd) -> HttpApp:
+        """The HTTP listener's services: health, and the WebSocket endpoints of the front
+        ends (MQTT over WebSocket on /mqtt, subprotocol ``mqtt``)."""
+        app = HttpApp()
+        health.install(app, lambda: self.ready)
+
+        async def mqtt_over_websocket(websocket: WebSocket, request: Request) -> None:
+            await serve_mqtt(
+                mqtt,
+                websocket.byte_stream(),
+                peer=request.peer,
+                peer_loopback=request.peer_loopback,
+                ticker=None,
+            )
+
+        app.websocket("/mqtt", ("mqtt",), mqtt_over_websocket)
+        return app
+
+    def _http_tls(self) -> ssl.SSLContext | None:
+        """HTTPS when a certificate is configured (the self-signed one is for XMPP)."""
+        return self._tls_context() if self.config.tls_configured else None
 
     def _tls_context(self) -> ssl.SSLContext:
         cfg = self.config.tls

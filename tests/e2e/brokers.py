@@ -43,7 +43,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "mqtt": "127.0.0.1:0",
         "amqp": "127.0.0.1:0",
         "xmpp": "127.0.0.1:0",
-        "http": False,
+        "http": "127.0.0.1:0",
     },
     "mqtt": {"max_packet_size": 65536, "sys_interval": 1, "max_inflight": 20},
     "auth": {"allow_anonymous": True},
@@ -154,6 +154,7 @@ class BrokerProcess:
         self.amqps_port: int | None = None
         self.xmpp_port: int | None = None
         self.xmpps_port: int | None = None
+        self.http_port: int | None = None
         self.log: list[str] = []
         self.proc: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -258,7 +259,7 @@ class OurBroker(BrokerProcess):
     def start(self) -> None:
         # new ports on every start
         self.mqtt_port, self.mqtts_port, self.amqp_port, self.amqps_port = 0, None, None, None
-        self.xmpp_port, self.xmpps_port = None, None
+        self.xmpp_port, self.xmpps_port, self.http_port = None, None, None
         super().start()
 
     def command(self) -> list[str]:
@@ -294,6 +295,8 @@ class OurBroker(BrokerProcess):
                 self.xmpp_port = port
             elif protocol == "xmpps":
                 self.xmpps_port = port
+            elif protocol == "http":
+                self.http_port = port
             return False
         if self.READY.search(line):
             if not self.mqtt_port:

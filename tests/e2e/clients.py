@@ -42,7 +42,9 @@ class PahoClient:
         password: str | None = None,
         ca_file: str | None = None,
         will: Will | None = None,
+        transport: str = "tcp",
     ) -> None:
+        """``transport="websockets"`` speaks MQTT over WebSocket (path /mqtt)."""
         self.host, self.port = host, port
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2,
@@ -50,6 +52,7 @@ class PahoClient:
             clean_session=clean_session,
             protocol=paho.MQTTv311,
             reconnect_on_failure=False,
+            transport=transport,
         )
         if username is not None:
             self.client.username_pw_set(username, password)

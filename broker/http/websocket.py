@@ -1,0 +1,157 @@
+"""An accepted WebSocket connection over a trio stream, with wsproto doing the framing.
+
+``WebSocket`` gives whole messages (``receive``/``send``) to endpoints that speak in
+messages (the native protocol, XMPP's RFC 7395 framing), and ``byte_stream()`` turns it into
+a ``trio.abc.Stream`` of binary message data for endpoints that speak a byte stream (MQTT:
+a packet may span frames, a frame may hold several packets).  Pings are answered here;
+a message over ``max_message_size`` closes the connection with 1009, and wsproto closes
+with 1002/1007 on bad frames or bad UTF-8.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import trio
+from wsproto import Connection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    TextMessage,
+)
+from wsproto.frame_protocol import CloseReason
+
+RECEIVE_SIZE = 1 << 16
+#: Seconds a peer has to answer our close frame before the TCP connection goes.
+CLOSE_TIMEOUT = 3.0
+
+
+class WebSocketClosed(Exception):
+    """The WebSocket is closed; ``code`` says why (RFC 6455 7.4)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class WebSocket:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        connection: Connection,
+        subprotocol: str | None,
+        max_message_size: int,
+    ) -> None:
+        self.stream = stream
+        self.connection = connection
+        self.subprotocol = subprotocol
+        self.max_message_size = max_message_size
+        self._sending = trio.Lock()
+        self._parts: list[bytes | str] = []
+        self._size = 0
+        self.close_code: int | None = None
+
+    # --- receiving ---------------------------------------------------------------------
+
+    async def receive(self) -> bytes | str:
+        """The next whole message; ``WebSocketClosed`` once the connection is closed."""
+        while True:
+            event = await self._next_event()
+            if isinstance(event, Message):
+                self._size += len(event.data)
+                if self._size > self.max_message_size:
+                    await self.close(CloseReason.MESSAGE_TOO_BIG, "message too big")
+                self._parts.append(event.data)
+                if event.message_finished:
+                    parts, self._parts, self._size = self._parts, [], 0
+                    if isinstance(event, TextMessage):
+                        return "".join(parts)  # type: ignore[arg-type]
+                    return b"".join(parts)  # type: ignore[arg-type]
+
+    async def receive_data(self) -> bytes:
+        """The next piece of binary message data, whatever the message boundaries."""
+        while True:
+            event = await self._next_event()
+            if isinstance(event, BytesMessage):
+                if len(event.data) > self.max_message_size:
+                    await self.close(CloseReason.MESSAGE_TOO_BIG, "frame too big")
+                return bytes(event.data)
+            if isinstance(event, TextMessage):
+                await self.close(CloseReason.UNSUPPORTED_DATA, "binary frames only")
+
+    async def _next_event(self) -> BytesMessage | TextMessage:
+        while True:
+            for event in self.connection.events():
+                if isinstance(event, (BytesMessage, TextMessage)):
+                    return event
+                if isinstance(event, Ping):
+                    await self._send(self.connection.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    self.close_code = event.code
+                    if self.connection.state == ConnectionState.REMOTE_CLOSING:
+                        await self._send(self.connection.send(event.response()))
+                    raise WebSocketClosed(event.code)
+            if self.close_code is not None:
+                raise WebSocketClosed(self.close_code)
+            data = await self.stream.receive_some(RECEIVE_SIZE)
+            self.connection.receive_data(data or None)
+
+    # --- sending -----------------------------------------------------------------------
+
+    async def send(self, message: bytes | str) -> None:
+        if self.connection.state != ConnectionState.OPEN:
+            raise WebSocketClosed(self.close_code or CloseReason.NORMAL_CLOSURE)
+        await self._send(self.connection.send(_message_event(message)))
+
+    async def close(self, code: int = CloseReason.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Send a close frame (once) and end receiving with ``WebSocketClosed``."""
+        if self.connection.state == ConnectionState.OPEN:
+            self.close_code = code
+            data = self.connection.send(CloseConnection(code=code, reason=reason))
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                await self._send(data)
+        raise WebSocketClosed(code)
+
+    async def _send(self, data: bytes) -> None:
+        if data:
+            async with self._sending:
+                await self.stream.send_all(data)
+
+    def byte_stream(self) -> WebSocketByteStream:
+        return WebSocketByteStream(self)
+
+
+def _message_event(message: bytes | str) -> BytesMessage | TextMessage:
+    if isinstance(message, str):
+        return TextMessage(data=message)
+    return BytesMessage(data=message)
+
+
+class WebSocketByteStream(trio.abc.Stream):
+    """Binary WebSocket messages as a byte stream: each ``send_all`` is one message."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        try:
+            return await self.websocket.receive_data()
+        except WebSocketClosed:
+            return b""
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await self.websocket.send(bytes(data))
+        except WebSocketClosed:
+            raise trio.ClosedResourceError("the WebSocket is closed") from None
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.websocket.stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(WebSocketClosed):
+            await self.websocket.close()
+        await self.websocket.stream.aclose()

@@ -1,0 +1,76 @@
+"""The HTTP listener: health endpoints, keep-alive, bad requests, MQTT over WebSocket."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+
+from .brokers import BrokerProcess
+from .clients import Clients, PahoClient
+
+TIMEOUT = 10.0
+
+
+def http_get(broker: BrokerProcess, path: str) -> tuple[int, bytes]:
+    assert broker.http_port, "no http listener"
+    conn = http.client.HTTPConnection(broker.host, broker.http_port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_health_and_readiness(broker: BrokerProcess) -> None:
+    assert http_get(broker, "/healthz") == (200, b"ok\n")
+    assert http_get(broker, "/readyz") == (200, b"ready\n")
+    assert http_get(broker, "/nothing-here")[0] == 404
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(broker: BrokerProcess) -> None:
+    assert broker.http_port
+    conn = http.client.HTTPConnection(broker.host, broker.http_port, timeout=TIMEOUT)
+    try:
+        for _ in range(3):
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().read() == b"ok\n"
+    finally:
+        conn.close()
+
+
+def raw_exchange(broker: BrokerProcess, data: bytes) -> bytes:
+    assert broker.http_port
+    with socket.create_connection((broker.host, broker.http_port), TIMEOUT) as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
+
+
+def test_malformed_request_gets_400_and_the_connection_closes(broker: BrokerProcess) -> None:
+    reply = raw_exchange(broker, b"GARBAGE\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400 ")
+
+
+def test_oversized_headers_get_431(broker: BrokerProcess) -> None:
+    huge = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n"
+    assert raw_exchange(broker, huge).startswith(b"HTTP/1.1 431 ")
+
+
+def test_paho_over_websocket(broker: BrokerProcess, clients: Clients) -> None:
+    assert broker.http_port
+    subscriber = clients.paho(broker)
+    assert subscriber.subscribe(("ws/t", 1)) == [1]
+    over_ws = PahoClient(broker.host, broker.http_port, transport="websockets")
+    try:
+        assert over_ws.connect().reason == 0
+        assert over_ws.subscribe(("tcp/t", 1)) == [1]
+        over_ws.publish("ws/t", b"from a browser", qos=1)
+        message = subscriber.get()
+        assert (message.topic, message.payload) == ("ws/t", b"from a browser")
+        subscriber.publish("tcp/t", b"to a browser", qos=1)
+        assert over_ws.get().payload == b"to a browser"
+    finally:
+        over_ws.close()
