@@ -42,7 +42,7 @@ OURS_CONFIG = """\
 mqtt = {mqtt}
 amqp = {amqp}
 xmpp = {xmpp}
-http = false
+http = {http}
 [xmpp]
 domain = "{domain}"
 """
@@ -52,10 +52,12 @@ name = "{name}"
 password = "{password}"
 """
 
+MOSQUITTO_LISTENERS = {
+    "mqtt": "listener {port} 127.0.0.1\nmax_connections -1\n",
+    "http": "listener {port} 127.0.0.1\nprotocol websockets\nmax_connections -1\n",
+}
 MOSQUITTO_CONFIG = """\
-listener {port} 127.0.0.1
 allow_anonymous true
-max_connections -1
 max_queued_messages 1000
 persistence false
 connection_messages false
@@ -82,12 +84,16 @@ def installed(kind: str) -> bool:
 
 def unsupported(kind: str, protocols: tuple[str, ...]) -> str | None:
     """Why an installed peer cannot serve ``protocols``, or None if it can."""
-    if kind == "mosquitto" and set(protocols) != {"mqtt"}:
+    if kind == "mosquitto" and set(protocols) - {"mqtt", "http"}:
         return "Mosquitto speaks MQTT only"
+    if kind == "mosquitto" and "mqtt" not in protocols:
+        return "Mosquitto 2.0 opens websockets listeners only beside an MQTT one"
     if kind in XMPP_PEERS and set(protocols) != {"xmpp"}:
         return f"{kind} runs here for XMPP only"
     if kind == "rabbitmq" and "xmpp" in protocols:
         return "RabbitMQ speaks no XMPP"
+    if kind == "rabbitmq" and "http" in protocols:
+        return "RabbitMQ runs here without its web plugins"
     if kind == "rabbitmq" and "mqtt" in protocols and not rabbitmq.has_plugin(rabbitmq.MQTT_PLUGIN):
         return f"RabbitMQ has no {rabbitmq.MQTT_PLUGIN} plugin"
     if kind == "rabbitmq" and "amqp" not in protocols:
@@ -148,7 +154,8 @@ class Broker:
     manager.
 
     ``kind`` is one of :data:`KINDS`; ``protocols`` the listeners the scenario needs
-    (``mqtt``, ``amqp``, ``xmpp``), each on its own port; ``accounts`` the XMPP users to
+    (``mqtt``, ``amqp``, ``xmpp``, ``http``: MQTT over WebSocket on ``/mqtt``, and ours'
+    native protocol on ``/ws``), each on its own port; ``accounts`` the XMPP users to
     create, each with password :data:`PASSWORD`, on domain :data:`DOMAIN`; ``archive``
     has the XMPP peers archive one-to-one messages (XEP-0313) as ours does.  ``ours_cmd``
     replaces our broker's command line (placeholders ``{python} {port} {amqp_port}
@@ -196,6 +203,10 @@ class Broker:
     def xmpp_port(self) -> int:
         return self.ports["xmpp"]
 
+    @property
+    def http_port(self) -> int:
+        return self.ports["http"]
+
     def __enter__(self) -> Broker:
         self._tmp = tempfile.TemporaryDirectory(prefix=f"bench-{self.kind}-")
         tmp = Path(self._tmp.name)
@@ -227,7 +238,9 @@ class Broker:
         if self.kind == "mosquitto":
             config = tmp / "mosquitto.conf"
             user = pwd.getpwuid(os.getuid()).pw_name
-            config.write_text(MOSQUITTO_CONFIG.format(port=self.port, log=self.log_path, user=user))
+            ports = self.ports.items()
+            listeners = "".join(MOSQUITTO_LISTENERS[p].format(port=n) for p, n in ports)
+            config.write_text(listeners + MOSQUITTO_CONFIG.format(log=self.log_path, user=user))
             self.version = subprocess.run(
                 [MOSQUITTO, "-h"], capture_output=True, text=True
             ).stdout.split("\n", 1)[0]
@@ -239,7 +252,7 @@ class Broker:
         config = tmp / "broker.toml"
         listeners = {
             p: f'"127.0.0.1:{self.ports[p]}"' if p in self.ports else "false"
-            for p in ("mqtt", "amqp", "xmpp")
+            for p in ("mqtt", "amqp", "xmpp", "http")
         }
         users = (OURS_USER.format(name=name, password=PASSWORD) for name in self.accounts)
         config.write_text(OURS_CONFIG.format(**listeners, domain=DOMAIN) + "".join(users))

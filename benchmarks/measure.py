@@ -59,9 +59,9 @@ Figures = dict[str, float]
 
 @dataclass(frozen=True)
 class Scenario:
-    """A load, what it reports, the peer brokers ours is compared with, the listeners
-    (``mqtt``, ``amqp``, ``xmpp``) every broker needs for it, and the XMPP accounts it
-    logs in with."""
+    """A load, what it reports, the peer brokers ours is compared with (none: a table of
+    ours alone), the listeners (``mqtt``, ``amqp``, ``xmpp``, ``http``) every broker needs
+    for it, and the XMPP accounts it logs in with."""
 
     run: Callable[[Broker, Settings], Figures]
     metrics: list[Metric]

@@ -1,6 +1,7 @@
 """The runner's tables: ours beside each peer broker, and MQTT 5 beside MQTT 3.1.1.
 
-A scenario with several peers (XMPP: Prosody and ejabberd) appears in each one's table.
+A scenario with several peers (XMPP: Prosody and ejabberd) appears in each one's table;
+scenarios with none (the native WebSocket protocol) share a table of ours alone.
 """
 
 from __future__ import annotations
@@ -90,3 +91,15 @@ def version_table(results: Results, catalog: dict[str, Scenario]) -> str:
     if len(rows) == 1:
         return ""
     return _layout(rows) + "\n5/3.1.1: MQTT 5 over 3.1.1 for rates, 3.1.1 over 5 for costs"
+
+
+def solo_table(results: Results, catalog: dict[str, Scenario]) -> str:
+    """Scenarios without a peer: ours, and the target column."""
+    rows = [("scenario", "metric", "ours", "target")]
+    for name in [n for n in results if not catalog[n].peers]:
+        for m in catalog[name].metrics:
+            ours = results[name].get("ours", {}).get(m.key)
+            rows.append((name, m.label, fmt(ours), _target(m, "ours", ours, None)))
+    if len(rows) == 1:
+        return ""
+    return _layout(rows) + "\nno peer broker: targets are on ours' own figures"

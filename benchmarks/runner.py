@@ -3,11 +3,13 @@
     python -m benchmarks.runner [--only qos0,fanout-v5,amqp-transient] [--duration 5]
                                 [--quick] [--brokers ours,mosquitto,rabbitmq] [--json OUT]
     python -m benchmarks.runner --only xmpp      # a protocol's name selects all its rows
+    python -m benchmarks.runner --only ws        # WebSocket: MQTT over it, native /ws
 
 Each scenario names its peers: Mosquitto for the MQTT rows, RabbitMQ for the AMQP rows,
-Prosody and ejabberd for the XMPP rows.  It runs against a freshly started broker of each
-kind selected; each peer's table gives the ratio ours/peer for rates and peer/ours for
-costs, so above 1 means ours is better.  Every
+Prosody and ejabberd for the XMPP rows, Mosquitto's websockets listener for MQTT over
+WebSocket; the native WebSocket rows have no peer and get a table of their own.  It runs
+against a freshly started broker of each kind selected; each peer's table gives the ratio
+ours/peer for rates and peer/ours for costs, so above 1 means ours is better.  Every
 MQTT scenario also exists as ``<name>-v5``: the same load over MQTT 5, each PUBLISH with a
 user property and a topic alias; a second table sets v5 beside 3.1.1 for each broker.
 """
@@ -25,11 +27,11 @@ import traceback
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from benchmarks import amqp_scenarios, mqtt_scenarios, pyspy, xmpp_scenarios
+from benchmarks import amqp_scenarios, mqtt_scenarios, pyspy, ws_scenarios, xmpp_scenarios
 from benchmarks.brokers import KINDS, Broker, BrokerUnavailable, installed, unsupported
 from benchmarks.loadgen import raise_nofile
 from benchmarks.measure import Figures, Scenario, Settings
-from benchmarks.report import V5, fmt, table, version_table
+from benchmarks.report import V5, fmt, solo_table, table, version_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PEERS = ("mosquitto", "rabbitmq", "prosody", "ejabberd")
@@ -42,8 +44,11 @@ GROUPS = {
     "mqtt": list(MQTT_CATALOG),
     "amqp": list(amqp_scenarios.SCENARIOS),
     "xmpp": list(xmpp_scenarios.SCENARIOS),
+    "ws": list(ws_scenarios.SCENARIOS),
 }
-CATALOG = MQTT_CATALOG | amqp_scenarios.SCENARIOS | xmpp_scenarios.SCENARIOS
+CATALOG = (
+    MQTT_CATALOG | amqp_scenarios.SCENARIOS | xmpp_scenarios.SCENARIOS | ws_scenarios.SCENARIOS
+)
 NAMES = list(CATALOG)
 
 
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--only",
         default=",".join(NAMES),
-        help="comma-separated scenarios, or mqtt, amqp, xmpp for all of a protocol's",
+        help="comma-separated scenarios, or mqtt, amqp, xmpp, ws for all of a protocol's",
     )
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=1.0)
@@ -169,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             tables.append(table(results, CATALOG, peer))
         if peer == "mosquitto" and (versus := version_table(results, CATALOG)):
             tables.append(versus)
+    if solo := solo_table(results, CATALOG):
+        tables.append(solo)
     if tables:
         print("\n\n".join(tables))
     report = {

@@ -85,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("-v", "--verbose", action="store_true", help="print topics too")
     _client(sub)
     sub.set_defaults(func=_sub)
+
+    status = commands.add_parser("status", help="overview from the management API")
+    status.add_argument("--url", default="http://127.0.0.1:8080", help="the HTTP listener")
+    status.add_argument("--user", default="guest")
+    status.add_argument("--password", default="guest")
+    status.add_argument("--timeout", type=float, default=10.0, help="seconds to wait")
+    status.set_defaults(func=_status)
     return parser
 
 
@@ -176,3 +183,9 @@ def _sub(args: argparse.Namespace) -> None:
     from broker.clitools import subscribe
 
     subscribe(args)
+
+
+def _status(args: argparse.Namespace) -> None:
+    from broker.status import status
+
+    status(args)

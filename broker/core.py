@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING
 import trio
 
 from broker.alarms import Alarms, ResourceMonitor
+from broker.connections import ConnectionRegistry
 from broker.errors import NotFound
 from broker.flow import FlowControl
 from broker.message import Message, decode_message
+from broker.rates import Rates
 from broker.retained import RetainedStore
 from broker.stats import Stats
 from broker.vhost import VHost
@@ -41,6 +43,9 @@ class Broker:
         #: the store's key-value records as loaded at start, until a front end takes them
         self._loaded_kv: dict[str, bytes] = {}
         self.stats = Stats()
+        #: client connections of every protocol (the management API lists and closes them)
+        self.connections = ConnectionRegistry()
+        self.rates = Rates(self.vhosts)
         self.started = time.time()
         #: connections one user may hold across all protocols (0 = unlimited)
         self.max_connections_per_user = 0
@@ -114,12 +119,14 @@ class Broker:
         return taken
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        """Housekeeping once a second: message and queue expiry, resource alarms."""
+        """Housekeeping once a second: message and queue expiry, message rates, resource
+        alarms."""
         task_status.started()
         while True:
             await trio.sleep(1)
             for vhost in list(self.vhosts.values()):
                 vhost.tick()
+            self.rates.sample(time.monotonic())
             if self.monitor is not None:
                 self.monitor.check()
 

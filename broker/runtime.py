@@ -20,7 +20,7 @@ from broker.alarms import ResourceMonitor, total_memory
 from broker.auth import UserDB
 from broker.config import Config, ConfigError
 from broker.core import Broker
-from broker.http import health
+from broker.http import api, dashboard, health, metrics
 from broker.http.app import HttpApp, Request
 from broker.http.server import HttpListener
 from broker.http.server import serve as serve_http
@@ -35,10 +35,12 @@ from protocols.mqtt.frontend import MQTTFrontEnd
 from protocols.mqtt.server import housekeeping as mqtt_housekeeping
 from protocols.mqtt.server import serve as serve_mqtt
 from protocols.mqtt.server import shut_down as shut_down_mqtt
+from protocols.websocket import server as native_websocket
 from protocols.xmpp.connection import StreamSettings
 from protocols.xmpp.frontend import XMPPFrontEnd
 from protocols.xmpp.server import serve as serve_xmpp
 from protocols.xmpp.server import shut_down as shut_down_xmpp
+from protocols.xmpp.websocket import serve_websocket as serve_xmpp_websocket
 
 log = logging.getLogger("broker")
 
@@ -199,18 +201,22 @@ class Server:
         if self.config.listener("xmpps") is not None:
             await self._open("xmpps", xmpps_handler, nursery, tls_context=starttls)
 
-        http = HttpListener(self._http_app(mqtt), self.config.limits.ws_max_message_size)
+        http = HttpListener(self._http_app(mqtt, xmpp), self.config.limits.ws_max_message_size)
 
         async def http_handler(stream: trio.abc.Stream, peer: str, loopback: bool) -> None:
             await serve_http(http, stream, peer=peer, peer_loopback=loopback)
 
         await self._open("http", http_handler, nursery, tls_context=self._http_tls())
 
-    def _http_app(self, mqtt: MQTTFrontEnd) -> HttpApp:
+    def _http_app(self, mqtt: MQTTFrontEnd, xmpp: XMPPFrontEnd) -> HttpApp:
         """The HTTP listener's services: health, and the WebSocket endpoints of the front
-        ends (MQTT over WebSocket on /mqtt, subprotocol ``mqtt``)."""
+        ends (MQTT over WebSocket on /mqtt, subprotocol ``mqtt``; XMPP on /xmpp, subprotocol
+        ``xmpp``, RFC 7395)."""
         app = HttpApp()
         health.install(app, lambda: self.ready)
+        metrics.install(app, self.broker)
+        api.install(app, self.broker, lambda: self.addresses)
+        dashboard.install(app)
 
         async def mqtt_over_websocket(websocket: WebSocket, request: Request) -> None:
             await serve_mqtt(
@@ -222,6 +228,18 @@ class Server:
             )
 
         app.websocket("/mqtt", ("mqtt",), mqtt_over_websocket)
+
+        async def xmpp_over_websocket(websocket: WebSocket, request: Request) -> None:
+            await serve_xmpp_websocket(
+                xmpp,
+                websocket,
+                peer=request.peer,
+                peer_loopback=request.peer_loopback,
+                secure=self.config.tls_configured,  # wss, as _http_tls decides
+            )
+
+        app.websocket("/xmpp", ("xmpp",), xmpp_over_websocket)
+        app.websocket("/ws", native_websocket.SUBPROTOCOLS, native_websocket.endpoint(self.broker))
         return app
 
     def _http_tls(self) -> ssl.SSLContext | None:

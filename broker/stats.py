@@ -1,8 +1,21 @@
-"""Broker-wide counters, read by $SYS publishing and (later) metrics."""
+"""Broker-wide counters, read by $SYS publishing and /metrics."""
 
 from __future__ import annotations
 
 from collections import Counter
+
+
+class ProtocolCounts:
+    """Messages one front end took in from publishers and handed out to subscribers.
+
+    A front end keeps a reference and bumps the plain ints (per batch where it can), so
+    counting costs an attribute increment and no dict lookup."""
+
+    __slots__ = ("messages_in", "messages_out")
+
+    def __init__(self) -> None:
+        self.messages_in = 0
+        self.messages_out = 0
 
 
 class Stats:
@@ -21,6 +34,7 @@ class Stats:
         "clients_connected",
         "clients_maximum",
         "connections_by_protocol",
+        "protocols",
     )
 
     def __init__(self) -> None:
@@ -35,6 +49,23 @@ class Stats:
         self.clients_connected = 0
         self.clients_maximum = 0
         self.connections_by_protocol: Counter[str] = Counter()
+        #: message counts of the front ends other than MQTT (whose figures are the $SYS
+        #: publish counters above)
+        self.protocols: dict[str, ProtocolCounts] = {}
+
+    def protocol(self, name: str) -> ProtocolCounts:
+        """The message counts a front end bumps; created on first use."""
+        counts = self.protocols.get(name)
+        if counts is None:
+            counts = self.protocols[name] = ProtocolCounts()
+        return counts
+
+    def messages_by_protocol(self) -> dict[str, tuple[int, int]]:
+        """(messages in, messages out) per protocol, MQTT included."""
+        counts = {"mqtt": (self.publish_received, self.publish_sent)}
+        for name, each in self.protocols.items():
+            counts[name] = (each.messages_in, each.messages_out)
+        return counts
 
     def connected(self, protocol: str) -> None:
         self.clients_connected += 1

@@ -11,6 +11,7 @@ with 1002/1007 on bad frames or bad UTF-8.
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 
 import trio
 from wsproto import Connection
@@ -51,6 +52,8 @@ class WebSocket:
         self.max_message_size = max_message_size
         self._sending = trio.Lock()
         self._parts: list[bytes | str] = []
+        #: data messages wsproto has parsed and nobody has taken yet
+        self._pending: deque[BytesMessage | TextMessage] = deque()
         self._size = 0
         self.close_code: int | None = None
 
@@ -72,28 +75,45 @@ class WebSocket:
                     return b"".join(parts)  # type: ignore[arg-type]
 
     async def receive_data(self) -> bytes:
-        """The next piece of binary message data, whatever the message boundaries."""
+        """The binary message data that has arrived, whatever the message boundaries: all
+        of it that one read brought, so a byte-stream protocol handles it in one go."""
+        chunks: list[bytes] = []
         while True:
-            event = await self._next_event()
-            if isinstance(event, BytesMessage):
-                if len(event.data) > self.max_message_size:
+            while self._pending and isinstance(self._pending[0], BytesMessage):
+                data = self._pending.popleft().data
+                if len(data) > self.max_message_size:
                     await self.close(CloseReason.MESSAGE_TOO_BIG, "frame too big")
-                return bytes(event.data)
-            if isinstance(event, TextMessage):
+                chunks.append(data)
+            if chunks:
+                return b"".join(chunks)
+            if self._pending:  # a text message
                 await self.close(CloseReason.UNSUPPORTED_DATA, "binary frames only")
+            await self._fill()
 
     async def _next_event(self) -> BytesMessage | TextMessage:
+        while not self._pending:
+            await self._fill()
+        return self._pending.popleft()
+
+    async def _fill(self) -> None:
+        """Queue the data messages buffered in wsproto, answering pings on the way; read
+        more when there are none.  ``WebSocketClosed`` once the close handshake began."""
         while True:
             for event in self.connection.events():
-                if isinstance(event, (BytesMessage, TextMessage)):
-                    return event
-                if isinstance(event, Ping):
+                if isinstance(event, BytesMessage | TextMessage):
+                    self._pending.append(event)
+                elif isinstance(event, Ping):
                     await self._send(self.connection.send(event.response()))
                 elif isinstance(event, CloseConnection):
                     self.close_code = event.code
                     if self.connection.state == ConnectionState.REMOTE_CLOSING:
                         await self._send(self.connection.send(event.response()))
-                    raise WebSocketClosed(event.code)
+                    elif self.connection.state == ConnectionState.OPEN:
+                        # wsproto refused a frame (1002, or 1007 for bad UTF-8): we close
+                        await self._send(self.connection.send(event))
+                    break
+            if self._pending:
+                return
             if self.close_code is not None:
                 raise WebSocketClosed(self.close_code)
             data = await self.stream.receive_some(RECEIVE_SIZE)
@@ -105,6 +125,19 @@ class WebSocket:
         if self.connection.state != ConnectionState.OPEN:
             raise WebSocketClosed(self.close_code or CloseReason.NORMAL_CLOSURE)
         await self._send(self.connection.send(_message_event(message)))
+
+    async def send_many(self, messages: list[bytes | str]) -> None:
+        """Several messages in one write."""
+        if self.connection.state != ConnectionState.OPEN:
+            raise WebSocketClosed(self.close_code or CloseReason.NORMAL_CLOSURE)
+        send = self.connection.send
+        await self._send(b"".join([send(_message_event(m)) for m in messages]))
+
+    async def ping(self) -> None:
+        """A ping frame, so an idle peer shows it is alive (and proxies keep the TCP
+        connection)."""
+        if self.connection.state == ConnectionState.OPEN:
+            await self._send(self.connection.send(Ping()))
 
     async def close(self, code: int = CloseReason.NORMAL_CLOSURE, reason: str = "") -> None:
         """Send a close frame (once) and end receiving with ``WebSocketClosed``."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,8 @@ class Store(abc.ABC):
     """A durable store of broker state with write-behind operations and a sync barrier."""
 
     stats: dict[str, Any]
+    #: called with each commit's duration in seconds (the /metrics histogram)
+    on_commit: Callable[[float], None] | None = None
 
     @abc.abstractmethod
     async def open(self) -> Snapshot:
@@ -378,6 +381,8 @@ class WriteBehindStore(Store):
         stats["last_commit_seconds"] = seconds
         stats["total_commit_seconds"] += seconds
         stats["max_commit_seconds"] = max(stats["max_commit_seconds"], seconds)
+        if self.on_commit is not None:
+            self.on_commit(seconds)
 
     def _touch(self) -> None:
         self._dirty = True

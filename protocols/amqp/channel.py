@@ -268,6 +268,7 @@ class Channel:
             message = Message(exchange, routing_key, publish.body, props, expires_at, conn, user)
             keep_block(message, block)
             messages.append(message)
+        conn.counts.messages_in += len(messages)
         try:
             result = conn.vhost.publish_many(messages)
         except BrokerError:
@@ -289,6 +290,7 @@ class Channel:
 
     def _route(self, message: Message, mandatory: bool) -> None:
         conn = self.conn
+        conn.counts.messages_in += 1
         try:
             result = conn.vhost.publish(message)
         except BrokerError:
@@ -351,6 +353,7 @@ class Channel:
         tag = self.next_tag
         self.next_tag = tag + 1
         conn = self.conn
+        conn.counts.messages_out += 1
         last = consumer.last_route
         if last[0] is message.routing_key and last[1] is message.exchange:
             head = last[2]
@@ -627,6 +630,7 @@ class Channel:
             return
         tag = self.next_tag
         self.next_tag = tag + 1
+        conn.counts.messages_out += 1
         if not m.no_ack:
             self.unacked[tag] = Delivery(queue, entry.seq, self.getter)
             self.unacked_count += 1

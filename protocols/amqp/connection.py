@@ -70,6 +70,8 @@ class AMQPConnection:
     def __init__(self, front: AMQPFrontEnd, *, peer: str, peer_loopback: bool) -> None:
         self.front = front
         self.broker = front.broker
+        #: messages published and delivered, for /metrics
+        self.counts = front.broker.stats.protocol("amqp")
         self.peer = peer
         self.peer_loopback = peer_loopback
         self.frame_max = front.frame_max
@@ -488,11 +490,12 @@ class AMQPConnection:
         self.state = CLOSED if exc.code == codec.FRAME_ERROR else CLOSING
         self.release()
 
-    def shut_down(self) -> None:
-        """Server shutdown: connection.close 320 CONNECTION_FORCED."""
+    def shut_down(self, reason: str = "broker shutdown") -> None:
+        """Server shutdown, or an administrator's close: connection.close 320
+        CONNECTION_FORCED."""
         if self.state == OPEN:
             close = commands.Connection.Close(
-                codec.CONNECTION_FORCED, "CONNECTION_FORCED - broker shutdown", 0, 0
+                codec.CONNECTION_FORCED, f"CONNECTION_FORCED - {reason}", 0, 0
             )
             self.write(codec.method_frame(0, close))
             self.state = CLOSING

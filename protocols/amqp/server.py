@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from functools import partial
 
 import trio
 
@@ -170,8 +171,12 @@ async def serve(
 ) -> None:
     """Run one AMQP connection until it ends; never raises for the peer's faults."""
     conn = AMQPConnection(front, peer=peer, peer_loopback=peer_loopback)
+    registered = front.broker.connections.register(
+        "amqp", peer, partial(_describe, conn), conn.shut_down
+    )
 
     def closed() -> None:
+        front.broker.connections.unregister(registered)
         if not front.connections and front.on_idle is not None:
             front.on_idle()
 
@@ -188,6 +193,15 @@ async def serve(
             conn.connection_lost()
         writer.finish()
         nursery.cancel_scope.deadline = trio.current_time() + CLOSE_TIMEOUT
+
+
+def _describe(conn: AMQPConnection) -> dict[str, str | None]:
+    """The connection as the management API lists it."""
+    return {
+        "user": conn.username or None,
+        "vhost": conn.vhost.name,
+        "client_id": conn.client_properties.get("connection_name"),
+    }
 
 
 async def shut_down(front: AMQPFrontEnd, timeout: float) -> None:

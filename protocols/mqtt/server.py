@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from functools import partial
 
 import trio
 
@@ -25,6 +26,7 @@ from broker.ticker import Ticker
 from protocols.mqtt.codec import Publish
 from protocols.mqtt.connection import MQTTConnection
 from protocols.mqtt.frontend import MQTTFrontEnd
+from protocols.mqtt.reasons import ADMINISTRATIVE_ACTION
 
 log = logging.getLogger("broker.mqtt")
 
@@ -273,8 +275,12 @@ async def serve(
     ticker, a steady publisher's reads are coalesced on its ticks."""
     conn = MQTTConnection(front, peer=peer, peer_loopback=peer_loopback)
     front.connections.add(conn)
+    registered = front.broker.connections.register(
+        "mqtt", peer, partial(_describe, conn), partial(_close_by_administrator, conn)
+    )
 
     def closed() -> None:
+        front.broker.connections.unregister(registered)
         front.connection_closed(conn)
         event(log, logging.DEBUG, "mqtt connection closed", peer=peer, client_id=conn.client_id)
 
@@ -293,6 +299,21 @@ async def serve(
             conn.connection_lost()
         output.finish()
         nursery.cancel_scope.deadline = trio.current_time() + FLUSH_TIMEOUT
+
+
+def _describe(conn: MQTTConnection) -> dict[str, str | None]:
+    """The connection as the management API lists it."""
+    return {
+        "user": conn.username or None,
+        "vhost": conn.front.vhost.name,
+        "client_id": conn.client_id or None,
+    }
+
+
+def _close_by_administrator(conn: MQTTConnection, reason: str) -> None:
+    """The management API closes the connection: DISCONNECT 0x98 (MQTT 5), then end it."""
+    conn.disconnect(ADMINISTRATIVE_ACTION)
+    conn.on_kick()
 
 
 async def housekeeping(front: MQTTFrontEnd) -> None:

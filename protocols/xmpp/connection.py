@@ -5,6 +5,8 @@ Feed it bytes with ``receive``; it appends what to send to ``outbox``.  Three th
 the adapter's to act on afterwards: ``tls_requested`` (send the outbox, wrap the stream in
 TLS, call ``tls_established``), ``closing`` (send the outbox, then close), and the
 handler's own deliveries into ``outbox`` (``on_output`` is called when they arrive).
+Over a WebSocket (``framing=WEBSOCKET``) each ``receive`` is one message and the outbox
+holds whole top-level elements, one message each (see ``framing``).
 """
 
 from __future__ import annotations
@@ -22,15 +24,9 @@ from lxml import etree
 from broker.auth import UserDB
 from broker.log import event
 from protocols.xmpp import sasl
+from protocols.xmpp.framing import STREAM, Framing
 from protocols.xmpp.jid import JID
-from protocols.xmpp.stanza import stream_error
-from protocols.xmpp.stream import (
-    NS_CLIENT,
-    StreamClosed,
-    StreamError,
-    StreamOpened,
-    StreamParser,
-)
+from protocols.xmpp.stream import NS_CLIENT, StreamClosed, StreamError, StreamOpened
 
 log = logging.getLogger("broker.xmpp")
 
@@ -85,6 +81,7 @@ class XMPPConnection:
         peer_loopback: bool,
         tls_available: bool,
         secure: bool = False,
+        framing: Framing = STREAM,
     ) -> None:
         self.settings = settings
         self.domain = settings.domain
@@ -92,12 +89,13 @@ class XMPPConnection:
         self.handler = handler
         self.peer = peer
         self.peer_loopback = peer_loopback
-        self.tls_available = tls_available
+        self.framing = framing
+        self.tls_available = tls_available and not framing.websocket
         #: the stream runs over TLS (direct TLS, or after STARTTLS)
         self.secure = secure
         self.outbox = bytearray()
         self.on_output: Callable[[], None] | None = None
-        self.parser = StreamParser(settings.max_stanza_size, settings.max_depth)
+        self.parser = framing.parser(settings.max_stanza_size, settings.max_depth)
         self.stream_id = ""
         self.header_sent = False
         self.tls_requested = False
@@ -135,8 +133,8 @@ class XMPPConnection:
             self._send_header()
         if condition is not None:
             self.stream_error = condition
-            self.write(stream_error(condition, text))
-        self.write(b"</stream:stream>")
+            self.write(self.framing.error(condition, text))
+        self.write(self.framing.end)
         self._closed()
 
     def _closed(self) -> None:
@@ -187,16 +185,12 @@ class XMPPConnection:
             raise StreamError("host-unknown", "this server serves " + self.domain)
         if not attributes.get("version", "").startswith("1."):
             raise StreamError("unsupported-version", "XMPP 1.0 streams only")
-        self.write(f"<stream:features>{self._features()}</stream:features>".encode())
+        self.write(self.framing.features(self._features()))
 
     def _send_header(self) -> None:
         self.stream_id = secrets.token_hex(8)
         self.header_sent = True
-        self.write(
-            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
-            "xmlns:stream='http://etherx.jabber.org/streams' "
-            f"id='{self.stream_id}' from='{self.domain}' version='1.0' xml:lang='en'>".encode()
-        )
+        self.write(self.framing.header(self.stream_id, self.domain))
 
     def _features(self) -> str:
         if self.username is not None:
@@ -239,7 +233,7 @@ class XMPPConnection:
     def _starttls(self) -> None:
         if self.secure or not self.tls_available:
             self.write(f"<failure xmlns='{NS_TLS}'/>".encode())
-            self.write(b"</stream:stream>")
+            self.write(self.framing.end)
             self._closed()
             return
         self.write(f"<proceed xmlns='{NS_TLS}'/>".encode())

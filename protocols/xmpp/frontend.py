@@ -31,6 +31,7 @@ from protocols.xmpp import (
 from protocols.xmpp.archive import Archive
 from protocols.xmpp.bridge import ExchangeBridge
 from protocols.xmpp.connection import StreamSettings, XMPPConnection
+from protocols.xmpp.framing import STREAM, Framing
 from protocols.xmpp.jid import JID, InvalidJID, parse_jid
 from protocols.xmpp.mam import ArchiveQueries
 from protocols.xmpp.offline import OfflineStore
@@ -101,7 +102,9 @@ class XMPPFrontEnd:
 
     # --- connections -----------------------------------------------------------------
 
-    def connection(self, *, peer: str, peer_loopback: bool, secure: bool) -> XMPPConnection:
+    def connection(
+        self, *, peer: str, peer_loopback: bool, secure: bool, framing: Framing = STREAM
+    ) -> XMPPConnection:
         conn = XMPPConnection(
             self.settings,
             self.broker.users,
@@ -110,6 +113,7 @@ class XMPPFrontEnd:
             peer_loopback=peer_loopback,
             tls_available=self.tls_available,
             secure=secure,
+            framing=framing,
         )
         self.connections.add(conn)
         return conn

@@ -3,7 +3,8 @@
 Per connection a nursery holds the reading loop (this task) and a writer task that sends
 the connection's outbox whenever it has bytes, so one read's worth of stanzas, and every
 delivery other connections make meanwhile, go out in one send.  STARTTLS swaps the stream
-under both once the ``<proceed/>`` is out.
+under both once the ``<proceed/>`` is out.  XMPP over WebSocket runs here too, on a stream
+of whole messages (see ``websocket``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import ssl
+from functools import partial
 
 import trio
 
@@ -18,6 +20,7 @@ from broker.guard import guarded_connection
 from broker.log import event
 from broker.store.base import Store
 from protocols.xmpp.connection import XMPPConnection
+from protocols.xmpp.framing import STREAM, Framing
 from protocols.xmpp.frontend import XMPPFrontEnd
 from protocols.xmpp.ping import IdleTimer
 
@@ -142,11 +145,22 @@ async def serve(
     peer_loopback: bool,
     tls: ssl.SSLContext | None,
     secure: bool = False,
+    framing: Framing = STREAM,
 ) -> None:
     """Run one client stream until it ends; never raises for the peer's faults.  ``tls``
     is the context STARTTLS uses; ``secure`` says the stream is TLS already (port 5223)."""
-    conn = front.connection(peer=peer, peer_loopback=peer_loopback, secure=secure)
-    guard = guarded_connection(log, "xmpp", peer, stream, lambda: front.lost(conn), _nothing)
+    conn = front.connection(peer=peer, peer_loopback=peer_loopback, secure=secure, framing=framing)
+    registered = front.broker.connections.register(
+        "xmpp", peer, partial(_describe, conn), partial(conn.close, "policy-violation")
+    )
+    guard = guarded_connection(
+        log,
+        "xmpp",
+        peer,
+        stream,
+        lambda: front.lost(conn),
+        partial(front.broker.connections.unregister, registered),
+    )
     async with guard, trio.open_nursery() as nursery:
         writer = _Writer(stream, conn)
         conn.on_output = writer.requested
@@ -171,8 +185,10 @@ async def _hibernate(front: XMPPFrontEnd, conn: XMPPConnection) -> None:
         front.sm.expire(conn)
 
 
-def _nothing() -> None:
-    pass
+def _describe(conn: XMPPConnection) -> dict[str, str | None]:
+    """The stream as the management API lists it."""
+    jid = None if conn.jid is None else str(conn.jid)
+    return {"user": conn.username, "vhost": "/", "client_id": jid}
 
 
 async def shut_down(front: XMPPFrontEnd, timeout: float) -> None:

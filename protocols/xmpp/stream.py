@@ -109,6 +109,11 @@ class StreamParser:
         self._parser = self._root = None
         _retire()
 
+    @property
+    def between_stanzas(self) -> bool:
+        """No stanza is partly read: everything fed so far ended on a stanza's end."""
+        return self._depth <= 1
+
     def close(self) -> None:
         """The stream is over: the parser goes."""
         if self._parser is not None:

@@ -28,6 +28,7 @@ from .brokers import (
 )
 from .clients import Clients
 from .mqtt5 import FEATURES
+from .wsnative import native  # noqa: F401  (fixture)
 from .xmpp import xmpp, xmpp_broker  # noqa: F401  (fixtures)
 
 E2E_DIR = Path(__file__).parent

@@ -1,0 +1,198 @@
+"""Frames of the native WebSocket protocol (SPEC "Where protocols meet", item 3), sans-I/O.
+
+Every frame is one map.  ``broker.v1.json`` carries JSON text, where a body that is UTF-8
+travels as a string and any other body as base64 text with ``"encoding": "base64"``;
+``broker.v1.msgpack`` carries msgpack binary, where a body is binary as it is.  Both
+subprotocols share everything else: a ``Codec`` turns bytes into a frame map and back, and
+the helpers here turn frame fields into core properties and payloads and back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import decimal
+import json
+from typing import Any
+
+import msgpack
+
+from broker.message import Properties
+
+JSON = "broker.v1.json"
+MSGPACK = "broker.v1.msgpack"
+SUBPROTOCOLS = (JSON, MSGPACK)
+
+_STRING_PROPERTIES = frozenset(
+    {
+        "content_type",
+        "content_encoding",
+        "correlation_id",
+        "reply_to",
+        "expiration",
+        "message_id",
+        "type",
+        "user_id",
+        "app_id",
+    }
+)
+_INTEGER_PROPERTIES = {"delivery_mode": (1, 2), "priority": (0, 255), "timestamp": (0, 2**63 - 1)}
+
+
+class FrameError(Exception):
+    """A frame that cannot be understood: answered with ``bad_request``, the connection
+    stays open."""
+
+
+class Codec:
+    """One subprotocol's frame encoding."""
+
+    name: str
+    #: whether payloads travel as binary (msgpack) or as text with an encoding (JSON)
+    binary: bool
+
+    def decode(self, data: bytes | str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def encode(self, frame: dict[str, Any]) -> bytes | str:
+        raise NotImplementedError
+
+
+class JsonCodec(Codec):
+    name = JSON
+    binary = False
+
+    def decode(self, data: bytes | str) -> dict[str, Any]:
+        try:
+            frame = json.loads(data)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            raise FrameError(f"malformed JSON: {exc}") from None
+        return _map(frame)
+
+    def encode(self, frame: dict[str, Any]) -> str:
+        return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), default=_json_value)
+
+
+class MsgpackCodec(Codec):
+    name = MSGPACK
+    binary = True
+
+    def decode(self, data: bytes | str) -> dict[str, Any]:
+        if isinstance(data, str):
+            raise FrameError("broker.v1.msgpack takes binary frames")
+        try:
+            frame = msgpack.unpackb(data, raw=False)
+        except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
+            raise FrameError(f"malformed msgpack: {exc}") from None
+        return _map(frame)
+
+    def encode(self, frame: dict[str, Any]) -> bytes:
+        return msgpack.packb(frame, use_bin_type=True, default=_msgpack_value)
+
+
+def codec_for(subprotocol: str | None) -> Codec:
+    return MsgpackCodec() if subprotocol == MSGPACK else JsonCodec()
+
+
+def _map(frame: Any) -> dict[str, Any]:
+    if not isinstance(frame, dict):
+        raise FrameError("a frame is one map")
+    if not isinstance(frame.get("op"), str):
+        raise FrameError("a frame needs an 'op' string")
+    return frame
+
+
+def _json_value(value: Any) -> Any:
+    """JSON forms of header values JSON has no type for (AMQP field tables)."""
+    if isinstance(value, bytes | bytearray):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return base64.b64encode(value).decode("ascii")
+    return _msgpack_value(value)
+
+
+def _msgpack_value(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | msgpack.ExtType):
+        return str(value)
+    raise TypeError(f"no frame form for {type(value).__name__}")
+
+
+# --- fields -> core ----------------------------------------------------------------------
+
+
+def payload_of(frame: dict[str, Any]) -> bytes:
+    """A publish frame's body: a string as UTF-8, base64 text with ``encoding`` base64,
+    or (msgpack) binary as it is."""
+    payload = frame.get("payload", b"")
+    encoding = frame.get("encoding")
+    if isinstance(payload, bytes):
+        return payload
+    if not isinstance(payload, str):
+        raise FrameError("'payload' must be a string or binary")
+    if encoding is None or encoding == "utf-8":
+        return payload.encode()
+    if encoding == "base64":
+        try:
+            return base64.b64decode(payload, validate=True)
+        except binascii.Error:
+            raise FrameError("'payload' is not valid base64") from None
+    raise FrameError(f"unknown payload encoding {encoding!r}")
+
+
+def properties_of(frame: dict[str, Any]) -> dict[str, Any]:
+    """A publish frame's ``properties`` (AMQP names), checked: what ``Properties`` takes."""
+    given = frame.get("properties") or {}
+    if not isinstance(given, dict):
+        raise FrameError("'properties' must be a map")
+    values: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name in _STRING_PROPERTIES:
+            if not isinstance(value, str):
+                raise FrameError(f"property '{name}' must be a string")
+        elif name in _INTEGER_PROPERTIES:
+            low, high = _INTEGER_PROPERTIES[name]
+            if not _integer(value) or not low <= value <= high:
+                raise FrameError(f"property '{name}' must be an integer in {low}..{high}")
+        elif name == "headers":
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                raise FrameError("property 'headers' must be a map with string keys")
+        else:
+            raise FrameError(f"unknown property '{name}'")
+        values[name] = value
+    expiration = values.get("expiration")
+    if expiration is not None and not expiration.isdigit():
+        raise FrameError("property 'expiration' must be milliseconds as a string")
+    return values
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# --- core -> fields ----------------------------------------------------------------------
+
+
+def put_payload(frame: dict[str, Any], body: bytes, binary: bool) -> None:
+    """Set a delivery frame's ``payload`` (and ``encoding`` when it is base64)."""
+    if binary:
+        frame["payload"] = body
+        return
+    try:
+        frame["payload"] = body.decode()
+    except UnicodeDecodeError:
+        frame["payload"] = base64.b64encode(body).decode("ascii")
+        frame["encoding"] = "base64"
+
+
+def properties_frame(properties: Properties) -> dict[str, Any]:
+    """The set properties of a message, by their AMQP names (``cluster_id`` is not one a
+    client sets or sees)."""
+    values = properties.to_dict()
+    values.pop("cluster_id", None)
+    return values
