@@ -63,6 +63,8 @@ NonzaHandler = Callable[[XMPPConnection, Session | None, etree._Element], None]
 class XMPPFrontEnd:
     def __init__(self, broker: Broker, settings: StreamSettings, tls_available: bool) -> None:
         self.broker = broker
+        #: messages routed and delivered, for /metrics
+        self.counts = broker.stats.protocol("xmpp")
         self.settings = settings
         self.domain = settings.domain
         self.tls_available = tls_available
@@ -258,6 +260,7 @@ class XMPPFrontEnd:
             return None
 
     def route_message(self, session: Session, el: etree._Element) -> None:
+        self.counts.messages_in += 1
         if self.blocking.refuses(session, el):
             return
         to = self._recipient(session, el)
@@ -298,6 +301,7 @@ class XMPPFrontEnd:
         if one_to_one and archive.archivable(el):
             data = self.archive.keep_message(to, el, data, sender)
         if targets:
+            self.counts.messages_out += len(targets)
             for target in targets:
                 target.send(data)
             if one_to_one:

@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from .amqp import PikaClients, unique
 from .brokers import BrokerProcess
 from .clients import Clients
+from .xmpp import XmppClients
 
 TIMEOUT = 10.0
 
@@ -86,3 +87,15 @@ def test_metrics_count_connections_messages_queues_commits_and_memory(
     assert value(samples, "broker_store_commit_seconds_sum") > 0
     assert value(samples, "process_resident_memory_bytes") > 0
     assert value(samples, "broker_alarm", resource="memory") == 0
+
+
+def test_metrics_count_xmpp_messages(xmpp: XmppClients) -> None:
+    alice = xmpp.login("alice@localhost/desk")
+    bob = xmpp.login("bob@localhost/phone")
+    for n in range(2):
+        alice.send_message("bob@localhost/phone", f"m{n}")
+    assert [bob.next_message()["body"] for _ in range(2)] == ["m0", "m1"]
+    _, samples = scrape(xmpp.broker)
+    assert value(samples, "broker_messages_received_total", protocol="xmpp") == 2
+    assert value(samples, "broker_messages_delivered_total", protocol="xmpp") == 2
+    assert value(samples, "broker_connections", protocol="xmpp") == 2
