@@ -170,12 +170,14 @@ async def _upgrade(
         await stream.send_all(handshake.send(RejectConnection(status_code=400)))
         return
     accept = AcceptConnection(subprotocol=chosen, extensions=[PerMessageDeflate()])
-    await stream.send_all(handshake.send(accept))
+    response = handshake.send(accept)
+    await stream.send_all(response)
     connection = handshake.connection
     assert connection is not None
     if trailing:
         connection.receive_data(trailing)
-    websocket = WebSocket(stream, connection, chosen, listener.max_message_size)
+    compressed = b"permessage-deflate" in response.lower()
+    websocket = WebSocket(stream, connection, chosen, listener.max_message_size, compressed)
     with contextlib.suppress(WebSocketClosed):
         await endpoint.handler(websocket, request)
 

@@ -25,6 +25,8 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import CloseReason
 
+from broker.http.frames import BadText, DataFrameReader, FrameTooBig, data_frame
+
 RECEIVE_SIZE = 1 << 16
 #: Seconds a peer has to answer our close frame before the TCP connection goes.
 CLOSE_TIMEOUT = 3.0
@@ -45,7 +47,10 @@ class WebSocket:
         connection: Connection,
         subprotocol: str | None,
         max_message_size: int,
+        compressed: bool = False,
     ) -> None:
+        """``compressed``: permessage-deflate was negotiated, so wsproto does all the
+        framing; otherwise data frames take the hand-written path of ``frames``."""
         self.stream = stream
         self.connection = connection
         self.subprotocol = subprotocol
@@ -56,6 +61,8 @@ class WebSocket:
         self._pending: deque[BytesMessage | TextMessage] = deque()
         self._size = 0
         self.close_code: int | None = None
+        self._compressed = compressed
+        self._reader = None if compressed else DataFrameReader(max_message_size)
 
     # --- receiving ---------------------------------------------------------------------
 
@@ -117,21 +124,41 @@ class WebSocket:
             if self.close_code is not None:
                 raise WebSocketClosed(self.close_code)
             data = await self.stream.receive_some(RECEIVE_SIZE)
-            self.connection.receive_data(data or None)
+            if data and self._reader is not None:
+                await self._read_fast(data)
+            else:
+                self.connection.receive_data(data or None)
+
+    async def _read_fast(self, data: bytes) -> None:
+        reader = self._reader
+        assert reader is not None
+        try:
+            self._pending.extend(reader.feed(data))
+        except FrameTooBig:
+            await self.close(CloseReason.MESSAGE_TOO_BIG, "message too big")
+        except BadText:
+            await self.close(CloseReason.INVALID_FRAME_PAYLOAD_DATA, "text is not UTF-8")
+        if reader.handed_over is not None:  # a frame for wsproto: it takes over from here
+            self._reader = None
+            self.connection.receive_data(reader.handed_over)
 
     # --- sending -----------------------------------------------------------------------
 
     async def send(self, message: bytes | str) -> None:
         if self.connection.state != ConnectionState.OPEN:
             raise WebSocketClosed(self.close_code or CloseReason.NORMAL_CLOSURE)
-        await self._send(self.connection.send(_message_event(message)))
+        await self._send(self._frame(message))
 
     async def send_many(self, messages: list[bytes | str]) -> None:
         """Several messages in one write."""
         if self.connection.state != ConnectionState.OPEN:
             raise WebSocketClosed(self.close_code or CloseReason.NORMAL_CLOSURE)
-        send = self.connection.send
-        await self._send(b"".join([send(_message_event(m)) for m in messages]))
+        await self._send(b"".join([self._frame(m) for m in messages]))
+
+    def _frame(self, message: bytes | str) -> bytes:
+        if self._compressed:
+            return self.connection.send(_message_event(message))
+        return data_frame(message)
 
     async def ping(self) -> None:
         """A ping frame, so an idle peer shows it is alive (and proxies keep the TCP

@@ -1,0 +1,93 @@
+"""The hot path of WebSocket framing, by hand (RFC 6455 section 5), for connections
+without extensions: unfragmented data frames from the client are parsed and unmasked in
+bulk, and data frames to the client built directly.  Everything else (control frames,
+fragments, reserved bits, compression) stays with wsproto, which is also the reference the
+tests hold this against: ``DataFrameReader`` hands the stream over to it at the first frame
+it does not take.
+"""
+
+from __future__ import annotations
+
+from wsproto.events import BytesMessage, TextMessage
+
+_TEXT, _BINARY = 0x1, 0x2
+
+
+class FrameTooBig(Exception):
+    """A frame longer than the limit (close 1009)."""
+
+
+class BadText(Exception):
+    """A text frame that is not UTF-8 (close 1007)."""
+
+
+class DataFrameReader:
+    """Parses client frames while they are whole, unfragmented, masked data frames."""
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._buffer = b""
+        #: the bytes from the first frame this reader does not take, once there is one
+        self.handed_over: bytes | None = None
+
+    def feed(self, data: bytes) -> list[BytesMessage | TextMessage]:
+        buffer = self._buffer + data if self._buffer else data
+        messages: list[BytesMessage | TextMessage] = []
+        pos, end = 0, len(buffer)
+        while end - pos >= 2:
+            first, second = buffer[pos], buffer[pos + 1]
+            opcode = first & 0x0F
+            if first & 0xF0 != 0x80 or not second & 0x80 or opcode not in (_TEXT, _BINARY):
+                self.handed_over = buffer[pos:]  # not a final, masked, plain data frame
+                self._buffer = b""
+                return messages
+            length, header = second & 0x7F, 2
+            if length == 126:
+                if end - pos < 4:
+                    break
+                length, header = int.from_bytes(buffer[pos + 2 : pos + 4], "big"), 4
+            elif length == 127:
+                if end - pos < 10:
+                    break
+                length, header = int.from_bytes(buffer[pos + 2 : pos + 10], "big"), 10
+            if length > self.max_size:
+                raise FrameTooBig(length)
+            start = pos + header + 4
+            if end < start + length:
+                break
+            payload = unmask(buffer[start : start + length], buffer[start - 4 : start])
+            if opcode == _BINARY:
+                messages.append(BytesMessage(data=payload))
+            else:
+                try:
+                    messages.append(TextMessage(data=payload.decode()))
+                except UnicodeDecodeError:
+                    raise BadText() from None
+            pos = start + length
+        self._buffer = buffer[pos:]
+        return messages
+
+
+def unmask(payload: bytes, mask: bytes) -> bytes:
+    """XOR with the repeated 4-byte mask, as one big-integer operation."""
+    size = len(payload)
+    if not size:
+        return b""
+    key = (mask * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
+
+
+def data_frame(message: bytes | str) -> bytes:
+    """One unmasked, final data frame (server to client)."""
+    if isinstance(message, str):
+        payload, first = message.encode(), 0x80 | _TEXT
+    else:
+        payload, first = message, 0x80 | _BINARY
+    size = len(payload)
+    if size < 126:
+        header = bytes((first, size))
+    elif size < 1 << 16:
+        header = bytes((first, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((first, 127)) + size.to_bytes(8, "big")
+    return header + payload

@@ -1,0 +1,69 @@
+"""The hand-written WebSocket data-frame path against wsproto, the reference: what a wsproto
+client sends, the reader parses alike (however the bytes are split); what ``data_frame``
+builds, a wsproto client reads back."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from wsproto import Connection, ConnectionType
+from wsproto.events import BytesMessage, Ping, TextMessage
+
+from broker.http.frames import BadText, DataFrameReader, FrameTooBig, data_frame, unmask
+
+messages = st.lists(st.binary(max_size=70_000) | st.text(max_size=300), min_size=1, max_size=8)
+
+
+def client_frames(*items: bytes | str | Ping) -> bytes:
+    client = Connection(ConnectionType.CLIENT)
+    out = b""
+    for item in items:
+        if isinstance(item, Ping):
+            out += client.send(item)
+        elif isinstance(item, str):
+            out += client.send(TextMessage(data=item))
+        else:
+            out += client.send(BytesMessage(data=item))
+    return out
+
+
+def payloads(events: list[BytesMessage | TextMessage]) -> list[bytes | str]:
+    return [bytes(e.data) if isinstance(e, BytesMessage) else e.data for e in events]
+
+
+@given(messages, st.lists(st.integers(min_value=1, max_value=5000), max_size=20))
+def test_client_frames_parse_alike_however_split(sent: list[bytes | str], cuts: list[int]) -> None:
+    data = client_frames(*sent)
+    reader = DataFrameReader(max_size=1 << 20)
+    got: list[bytes | str] = []
+    pos = 0
+    for cut in cuts:
+        got += payloads(reader.feed(data[pos : pos + cut]))
+        pos += cut
+    got += payloads(reader.feed(data[pos:]))
+    assert got == sent
+    assert reader.handed_over is None
+
+
+@given(messages)
+def test_server_frames_read_back_by_wsproto(sent: list[bytes | str]) -> None:
+    client = Connection(ConnectionType.CLIENT)
+    client.receive_data(b"".join(data_frame(m) for m in sent))
+    assert payloads(list(client.events())) == sent
+
+
+def test_a_control_frame_hands_the_rest_to_wsproto() -> None:
+    data = client_frames(b"one", Ping(payload=b"p"), b"two")
+    reader = DataFrameReader(max_size=1024)
+    assert payloads(reader.feed(data)) == [b"one"]
+    assert reader.handed_over == data[len(client_frames(b"one")) :]
+
+
+def test_limits_and_bad_text() -> None:
+    with pytest.raises(FrameTooBig):
+        DataFrameReader(max_size=10).feed(client_frames(b"x" * 11))
+    bad = bytearray(client_frames("ok"))
+    bad[-2:] = unmask(b"\xff\xfe", bytes(bad[-6:-2]))  # the masked payload, now not UTF-8
+    with pytest.raises(BadText):
+        DataFrameReader(max_size=10).feed(bytes(bad))
