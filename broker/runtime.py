@@ -201,14 +201,15 @@ class Server:
         if self.config.listener("xmpps") is not None:
             await self._open("xmpps", xmpps_handler, nursery, tls_context=starttls)
 
-        http = HttpListener(self._http_app(mqtt, xmpp), self.config.limits.ws_max_message_size)
+        app = self._http_app(mqtt, xmpp, ticker)
+        http = HttpListener(app, self.config.limits.ws_max_message_size)
 
         async def http_handler(stream: trio.abc.Stream, peer: str, loopback: bool) -> None:
             await serve_http(http, stream, peer=peer, peer_loopback=loopback)
 
         await self._open("http", http_handler, nursery, tls_context=self._http_tls())
 
-    def _http_app(self, mqtt: MQTTFrontEnd, xmpp: XMPPFrontEnd) -> HttpApp:
+    def _http_app(self, mqtt: MQTTFrontEnd, xmpp: XMPPFrontEnd, ticker: Ticker | None) -> HttpApp:
         """The HTTP listener's services: health, and the WebSocket endpoints of the front
         ends (MQTT over WebSocket on /mqtt, subprotocol ``mqtt``; XMPP on /xmpp, subprotocol
         ``xmpp``, RFC 7395)."""
@@ -224,7 +225,7 @@ class Server:
                 websocket.byte_stream(),
                 peer=request.peer,
                 peer_loopback=request.peer_loopback,
-                ticker=None,
+                ticker=ticker,
             )
 
         app.websocket("/mqtt", ("mqtt",), mqtt_over_websocket)

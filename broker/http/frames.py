@@ -32,15 +32,16 @@ class DataFrameReader:
 
     def feed(self, data: bytes) -> list[BytesMessage | TextMessage]:
         buffer = self._buffer + data if self._buffer else data
-        messages: list[BytesMessage | TextMessage] = []
+        frames: list[tuple[int, int]] = []  # (opcode, length) of each whole frame
+        masked: list[bytes] = []
+        keys: list[bytes] = []
         pos, end = 0, len(buffer)
         while end - pos >= 2:
             first, second = buffer[pos], buffer[pos + 1]
             opcode = first & 0x0F
             if first & 0xF0 != 0x80 or not second & 0x80 or opcode not in (_TEXT, _BINARY):
                 self.handed_over = buffer[pos:]  # not a final, masked, plain data frame
-                self._buffer = b""
-                return messages
+                break
             length, header = second & 0x7F, 2
             if length == 126:
                 if end - pos < 4:
@@ -55,26 +56,42 @@ class DataFrameReader:
             start = pos + header + 4
             if end < start + length:
                 break
-            payload = unmask(buffer[start : start + length], buffer[start - 4 : start])
-            if opcode == _BINARY:
-                messages.append(BytesMessage(data=payload))
-            else:
-                try:
-                    messages.append(TextMessage(data=payload.decode()))
-                except UnicodeDecodeError:
-                    raise BadText() from None
+            frames.append((opcode, length))
+            masked.append(buffer[start : start + length])
+            keys.append((buffer[start - 4 : start] * (length // 4 + 1))[:length])
             pos = start + length
-        self._buffer = buffer[pos:]
-        return messages
+        self._buffer = b"" if self.handed_over is not None else buffer[pos:]
+        return _messages(frames, _xor(b"".join(masked), b"".join(keys)))
+
+
+def _messages(frames: list[tuple[int, int]], payloads: bytes) -> list[BytesMessage | TextMessage]:
+    """The frames' messages, cut out of their payloads unmasked together."""
+    messages: list[BytesMessage | TextMessage] = []
+    pos = 0
+    for opcode, length in frames:
+        payload = payloads[pos : pos + length]
+        pos += length
+        if opcode == _BINARY:
+            messages.append(BytesMessage(data=payload))
+        else:
+            try:
+                messages.append(TextMessage(data=payload.decode()))
+            except UnicodeDecodeError:
+                raise BadText() from None
+    return messages
 
 
 def unmask(payload: bytes, mask: bytes) -> bytes:
-    """XOR with the repeated 4-byte mask, as one big-integer operation."""
-    size = len(payload)
-    if not size:
+    """XOR with the repeated 4-byte mask."""
+    return _xor(payload, (mask * (len(payload) // 4 + 1))[: len(payload)])
+
+
+def _xor(data: bytes, key: bytes) -> bytes:
+    """``data`` XOR ``key`` (of the same length): one big-integer operation, in C."""
+    if not data:
         return b""
-    key = (mask * (size // 4 + 1))[:size]
-    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
+    value = int.from_bytes(data, "big") ^ int.from_bytes(key, "big")
+    return value.to_bytes(len(data), "big")
 
 
 def data_frame(message: bytes | str) -> bytes:
