@@ -169,15 +169,15 @@ async def _upgrade(
         event(log, logging.INFO, "http websocket refused", peer=request.peer, path=request.path)
         await stream.send_all(handshake.send(RejectConnection(status_code=400)))
         return
-    accept = AcceptConnection(subprotocol=chosen, extensions=[PerMessageDeflate()])
-    response = handshake.send(accept)
-    await stream.send_all(response)
+    deflate = PerMessageDeflate()
+    await stream.send_all(
+        handshake.send(AcceptConnection(subprotocol=chosen, extensions=[deflate]))
+    )
     connection = handshake.connection
     assert connection is not None
     if trailing:
         connection.receive_data(trailing)
-    compressed = b"permessage-deflate" in response.lower()
-    websocket = WebSocket(stream, connection, chosen, listener.max_message_size, compressed)
+    websocket = WebSocket(stream, connection, chosen, listener.max_message_size, deflate.enabled())
     with contextlib.suppress(WebSocketClosed):
         await endpoint.handler(websocket, request)
 

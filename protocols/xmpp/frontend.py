@@ -246,9 +246,9 @@ class XMPPFrontEnd:
                 raise StreamError("invalid-from", claimed)
         el.set("from", session.jid_text)
 
-    def _recipient(self, session: Session, el: etree._Element) -> JID | None:
+    def recipient(self, session: Session, el: etree._Element) -> JID | None:
         """The stanza's 'to' (the sender's bare JID if none); None after answering a
-        malformed one with jid-malformed."""
+        malformed one with jid-malformed (an error is never answered)."""
         to = el.get("to")
         if to is None:
             return session.bare
@@ -263,7 +263,7 @@ class XMPPFrontEnd:
         self.counts.messages_in += 1
         if self.blocking.refuses(session, el):
             return
-        to = self._recipient(session, el)
+        to = self.recipient(session, el)
         if to is None:
             return
         if to.domain != self.domain:
@@ -334,7 +334,7 @@ class XMPPFrontEnd:
         if kind not in ("get", "set", "result", "error") or iq.get("id") is None:
             session.send(error_reply(iq, "bad-request", "iq needs an id and a type"))
             return
-        to = self._recipient(session, iq)
+        to = self.recipient(session, iq)
         if to is None:
             return
         if to.domain != self.domain:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from protocols.xmpp.jid import JID, InvalidJID, parse_jid
+from protocols.xmpp.jid import JID, parse_jid
 from protocols.xmpp.roster import KV_PREFIX, NS_ROSTERVER, QUERY, RosterBook, RosterService
 from protocols.xmpp.session import Session
 from protocols.xmpp.stanza import element, error_reply, serialize
@@ -242,17 +242,11 @@ class PresenceService:
     # --- addressing -------------------------------------------------------------------
 
     def _recipient(self, session: Session, el: etree._Element) -> JID | None:
-        """The stanza's 'to'; None when there is none, or after answering a malformed one
-        with jid-malformed (an error is never answered)."""
-        to = el.get("to")
-        if to is None:
+        """The stanza's 'to'; None when there is none (presence without one is a
+        broadcast, not to the sender), or as the front end's ``recipient`` says."""
+        if el.get("to") is None:
             return None
-        try:
-            return parse_jid(to)
-        except InvalidJID:
-            if el.get("type") != "error":
-                session.send(error_reply(el, "jid-malformed"))
-            return None
+        return self.front.recipient(session, el)
 
     def _local(self, jid: JID) -> bool:
         return self.front.user_exists(jid)

@@ -9,11 +9,9 @@ stream management's hibernation all work as over TCP.
 
 from __future__ import annotations
 
-import contextlib
-
 import trio
 
-from broker.http.websocket import WebSocket, WebSocketClosed
+from broker.http.websocket import WebSocket, WebSocketByteStream, WebSocketClosed
 from protocols.xmpp.framing import WEBSOCKET, split_elements
 from protocols.xmpp.frontend import XMPPFrontEnd
 from protocols.xmpp.server import serve
@@ -37,13 +35,10 @@ async def serve_websocket(
     )
 
 
-class MessageStream(trio.abc.Stream):
+class MessageStream(WebSocketByteStream):
     """A WebSocket as a ``trio.abc.Stream`` of whole messages (text or binary, as UTF-8
     bytes).  ``send_all`` takes complete top-level elements and sends each as one text
-    message."""
-
-    def __init__(self, websocket: WebSocket) -> None:
-        self.websocket = websocket
+    message, all in one write."""
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """The next message; b"" once the WebSocket is closed.  An empty message comes
@@ -57,16 +52,8 @@ class MessageStream(trio.abc.Stream):
         return data or b" "
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        elements = [element.decode() for element in split_elements(bytes(data))]
         try:
-            for element in split_elements(bytes(data)):
-                await self.websocket.send(element.decode())
+            await self.websocket.send_many(elements)
         except WebSocketClosed:
             raise trio.ClosedResourceError("the WebSocket is closed") from None
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.websocket.stream.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        with contextlib.suppress(WebSocketClosed):
-            await self.websocket.close()
-        await self.websocket.stream.aclose()

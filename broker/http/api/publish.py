@@ -15,9 +15,8 @@ import time
 from typing import Any
 
 from broker.auth import can
-from broker.errors import BrokerError
 from broker.http.api.routing import ApiError, Call, Router, bad_request, json_response
-from broker.http.api.topology import exchange_name, refused
+from broker.http.api.topology import exchange_name
 from broker.http.app import Response
 from broker.message import PROPERTY_NAMES, Message, Properties
 from broker.topics import key_to_mqtt
@@ -77,10 +76,7 @@ def install(router: Router) -> None:
         message = Message(
             exchange, routing_key, _body(request), properties, expires_at, publisher=user.name
         )
-        try:
-            result = vhost.publish(message)
-        except BrokerError as exc:
-            raise refused(exc) from None
+        result = vhost.publish(message)
         return json_response({"routed": result.routed > 0})
 
     router.add("POST", "exchanges/{vhost}/{name}/publish", publish)

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, unquote
 
 from broker.auth import AuthError, User, has_vhost_access
 from broker.core import Broker
+from broker.errors import BrokerError
 from broker.http.app import Request, Response
 from broker.vhost import VHost
 
@@ -110,6 +111,17 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+#: HTTP status for the core's refusals, by their AMQP reply code
+_STATUS = {403: 403, 404: 404, 405: 409, 406: 400, 530: 400}
+
+
+def refused(exc: BrokerError) -> ApiError:
+    """The API error for a refusal of the core (NotFound, AccessRefused, ...)."""
+    status = _STATUS.get(exc.code, 400)
+    error = {403: "access_refused", 404: "not_found", 409: "resource_locked"}.get(status)
+    return ApiError(status, error or "bad_request", exc.message)
+
+
 class Router:
     """Routes ``/api/...`` by method and path pattern; ``{name}`` segments become
     parameters, decoded after the path is split (so ``%2F`` stays inside its segment)."""
@@ -126,12 +138,18 @@ class Router:
             handler, params = self._match(request)
             user = self._authenticate(request)
             return handler(Call(request, user, params, self._broker))
+        except BrokerError as exc:  # the core refused: its AMQP reply code says why
+            return self._error_response(request, refused(exc))
         except ApiError as exc:
-            response = json_response({"error": exc.error, "reason": exc.reason}, exc.status)
-            if exc.status == 401 and "x-requested-with" not in request.headers:
-                # scripts (the dashboard) say so and handle 401 themselves: no browser prompt
-                response.headers.append(("www-authenticate", REALM))
-            return response
+            return self._error_response(request, exc)
+
+    @staticmethod
+    def _error_response(request: Request, exc: ApiError) -> Response:
+        response = json_response({"error": exc.error, "reason": exc.reason}, exc.status)
+        if exc.status == 401 and "x-requested-with" not in request.headers:
+            # scripts (the dashboard) say so and handle 401 themselves: no browser prompt
+            response.headers.append(("www-authenticate", REALM))
+        return response
 
     def _match(self, request: Request) -> tuple[Handler, dict[str, str]]:
         raw = request.path[len(PREFIX) :].rstrip("/").split("/")

@@ -8,10 +8,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from broker.errors import BrokerError
 from broker.exchanges import Binding, Exchange
 from broker.http.api.routing import (
-    ApiError,
     Call,
     Router,
     bad_request,
@@ -27,18 +25,11 @@ from broker.vhost import VHost
 DEFAULT_EXCHANGE = "amq.default"
 
 #: broker errors (by AMQP reply code) as HTTP statuses
-_STATUS = {403: 403, 404: 404, 405: 409, 406: 400, 530: 400}
 
 
 def exchange_name(call: Call) -> str:
     name = call.params["name"]
     return "" if name == DEFAULT_EXCHANGE else name
-
-
-def refused(exc: BrokerError) -> ApiError:
-    status = _STATUS.get(exc.code, 400)
-    error = {403: "access_refused", 404: "not_found", 409: "resource_locked"}.get(status)
-    return ApiError(status, error or "bad_request", exc.message)
 
 
 def queue_totals(queues: list[Queue]) -> dict[str, int]:
@@ -150,25 +141,19 @@ def install(router: Router) -> None:
         call.require_admin()
         vhost, body, name = call.vhost(), call.body(), exchange_name(call)
         existed = name in vhost.exchanges
-        try:
-            vhost.declare_exchange(
-                name,
-                str(body.get("type", "direct")),
-                durable=_flag(body, "durable", True),
-                auto_delete=_flag(body, "auto_delete", False),
-                internal=_flag(body, "internal", False),
-                arguments=_arguments(body),
-            )
-        except BrokerError as exc:
-            raise refused(exc) from None
+        vhost.declare_exchange(
+            name,
+            str(body.get("type", "direct")),
+            durable=_flag(body, "durable", True),
+            auto_delete=_flag(body, "auto_delete", False),
+            internal=_flag(body, "internal", False),
+            arguments=_arguments(body),
+        )
         return no_content() if existed else Response(201, content_type="application/json")
 
     def delete_exchange(call: Call) -> Response:
         call.require_admin()
-        try:
-            call.vhost().delete_exchange(exchange_name(call), if_unused=call.flag("if-unused"))
-        except BrokerError as exc:
-            raise refused(exc) from None
+        call.vhost().delete_exchange(exchange_name(call), if_unused=call.flag("if-unused"))
         return no_content()
 
     def list_queues(call: Call) -> Response:
@@ -187,35 +172,26 @@ def install(router: Router) -> None:
         call.require_admin()
         vhost, body, name = call.vhost(), call.body(), call.params["name"]
         existed = name in vhost.queues
-        try:
-            vhost.declare_queue(
-                name,
-                durable=_flag(body, "durable", True),
-                auto_delete=_flag(body, "auto_delete", False),
-                arguments=_arguments(body),
-            )
-        except BrokerError as exc:
-            raise refused(exc) from None
+        vhost.declare_queue(
+            name,
+            durable=_flag(body, "durable", True),
+            auto_delete=_flag(body, "auto_delete", False),
+            arguments=_arguments(body),
+        )
         return no_content() if existed else Response(201, content_type="application/json")
 
     def delete_queue(call: Call) -> Response:
         call.require_admin()
-        try:
-            call.vhost().delete_queue(
-                call.params["name"],
-                if_unused=call.flag("if-unused"),
-                if_empty=call.flag("if-empty"),
-            )
-        except BrokerError as exc:
-            raise refused(exc) from None
+        call.vhost().delete_queue(
+            call.params["name"],
+            if_unused=call.flag("if-unused"),
+            if_empty=call.flag("if-empty"),
+        )
         return no_content()
 
     def purge_queue(call: Call) -> Response:
         call.require_admin()
-        try:
-            call.vhost().queue(call.params["name"]).purge()
-        except BrokerError as exc:
-            raise refused(exc) from None
+        call.vhost().queue(call.params["name"]).purge()
         return no_content()
 
     def list_bindings(call: Call) -> Response:
@@ -261,10 +237,7 @@ def install_binding_changes(router: Router) -> None:
         routing_key = body.get("routing_key", "")
         if not isinstance(routing_key, str):
             raise bad_request("'routing_key' must be a string")
-        try:
-            vhost.bind(destination, source.name, routing_key, _arguments(body))
-        except BrokerError as exc:
-            raise refused(exc) from None
+        vhost.bind(destination, source.name, routing_key, _arguments(body))
         location = properties_key(Binding(destination, routing_key, _arguments(body)))
         return Response(201, content_type="application/json", headers=[("location", location)])
 
@@ -276,10 +249,7 @@ def install_binding_changes(router: Router) -> None:
                 binding.destination is destination
                 and properties_key(binding) == call.params["props"]
             ):
-                try:
-                    vhost.unbind(destination, source.name, binding.routing_key, binding.arguments)
-                except BrokerError as exc:
-                    raise refused(exc) from None
+                vhost.unbind(destination, source.name, binding.routing_key, binding.arguments)
                 return no_content()
         raise not_found()
 
