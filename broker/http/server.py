@@ -177,7 +177,9 @@ async def _upgrade(
     assert connection is not None
     if trailing:
         connection.receive_data(trailing)
-    websocket = WebSocket(stream, connection, chosen, listener.max_message_size, deflate.enabled())
+    websocket = WebSocket(
+        stream, connection, chosen, listener.max_message_size, deflate.enabled(), request.peer
+    )
     with contextlib.suppress(WebSocketClosed):
         await endpoint.handler(websocket, request)
 

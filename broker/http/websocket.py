@@ -11,6 +11,7 @@ with 1002/1007 on bad frames or bad UTF-8.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import deque
 
 import trio
@@ -26,6 +27,9 @@ from wsproto.events import (
 from wsproto.frame_protocol import CloseReason
 
 from broker.http.frames import BadText, DataFrameReader, FrameTooBig, data_frame
+from broker.log import event as log_event
+
+log = logging.getLogger("broker.http")
 
 RECEIVE_SIZE = 1 << 16
 #: Seconds a peer has to answer our close frame before the TCP connection goes.
@@ -48,6 +52,7 @@ class WebSocket:
         subprotocol: str | None,
         max_message_size: int,
         compressed: bool = False,
+        peer: str = "",
     ) -> None:
         """``compressed``: permessage-deflate was negotiated, so wsproto does all the
         framing; otherwise data frames take the hand-written path of ``frames``."""
@@ -62,6 +67,7 @@ class WebSocket:
         self._size = 0
         self.close_code: int | None = None
         self._compressed = compressed
+        self.peer = peer
         self._reader = None if compressed else DataFrameReader(max_message_size)
 
     # --- receiving ---------------------------------------------------------------------
@@ -73,7 +79,7 @@ class WebSocket:
             if isinstance(event, Message):
                 self._size += len(event.data)
                 if self._size > self.max_message_size:
-                    await self.close(CloseReason.MESSAGE_TOO_BIG, "message too big")
+                    await self._refuse(CloseReason.MESSAGE_TOO_BIG, "message too big")
                 self._parts.append(event.data)
                 if event.message_finished:
                     parts, self._parts, self._size = self._parts, [], 0
@@ -89,12 +95,12 @@ class WebSocket:
             while self._pending and isinstance(self._pending[0], BytesMessage):
                 data = self._pending.popleft().data
                 if len(data) > self.max_message_size:
-                    await self.close(CloseReason.MESSAGE_TOO_BIG, "frame too big")
+                    await self._refuse(CloseReason.MESSAGE_TOO_BIG, "frame too big")
                 chunks.append(data)
             if chunks:
                 return b"".join(chunks)
             if self._pending:  # a text message
-                await self.close(CloseReason.UNSUPPORTED_DATA, "binary frames only")
+                await self._refuse(CloseReason.UNSUPPORTED_DATA, "binary frames only")
             await self._fill()
 
     async def _next_event(self) -> BytesMessage | TextMessage:
@@ -117,6 +123,7 @@ class WebSocket:
                         await self._send(self.connection.send(event.response()))
                     elif self.connection.state == ConnectionState.OPEN:
                         # wsproto refused a frame (1002, or 1007 for bad UTF-8): we close
+                        _log_bad_input(self.peer, event.code, event.reason)
                         await self._send(self.connection.send(event))
                     break
             if self._pending:
@@ -135,9 +142,9 @@ class WebSocket:
         try:
             self._pending.extend(reader.feed(data))
         except FrameTooBig:
-            await self.close(CloseReason.MESSAGE_TOO_BIG, "message too big")
+            await self._refuse(CloseReason.MESSAGE_TOO_BIG, "message too big")
         except BadText:
-            await self.close(CloseReason.INVALID_FRAME_PAYLOAD_DATA, "text is not UTF-8")
+            await self._refuse(CloseReason.INVALID_FRAME_PAYLOAD_DATA, "text is not UTF-8")
         if reader.handed_over is not None:  # a frame for wsproto: it takes over from here
             self._reader = None
             self.connection.receive_data(reader.handed_over)
@@ -166,6 +173,11 @@ class WebSocket:
         if self.connection.state == ConnectionState.OPEN:
             await self._send(self.connection.send(Ping()))
 
+    async def _refuse(self, code: int, reason: str) -> None:
+        """Bad input from the peer: one log line, then the close (``WebSocketClosed``)."""
+        _log_bad_input(self.peer, code, reason)
+        await self.close(code, reason)
+
     async def close(self, code: int = CloseReason.NORMAL_CLOSURE, reason: str = "") -> None:
         """Send a close frame (once) and end receiving with ``WebSocketClosed``."""
         if self.connection.state == ConnectionState.OPEN:
@@ -182,6 +194,10 @@ class WebSocket:
 
     def byte_stream(self) -> WebSocketByteStream:
         return WebSocketByteStream(self)
+
+
+def _log_bad_input(peer: str, code: int, reason: str) -> None:
+    log_event(log, logging.INFO, "websocket bad input", peer=peer, code=int(code), reason=reason)
 
 
 def _message_event(message: bytes | str) -> BytesMessage | TextMessage:

@@ -33,7 +33,6 @@ AUTH_TIMEOUT = 30.0
 #: A peer that accepts none of our frames for this long is dropped.
 SEND_TIMEOUT = 60.0
 #: Close codes for input the connection cannot take (RFC 6455 7.4.1).
-BAD_INPUT = (1002, 1007, 1009)
 #: Seconds of silence from the client after which the server pings it.
 PING_INTERVAL = 30.0
 
@@ -124,13 +123,10 @@ async def _read(
 
 
 async def _receive(conn: NativeConnection, websocket: WebSocket) -> bytes | str:
-    """The next message; bad input (bad framing 1002, bad UTF-8 1007) ends the connection
-    with one log line."""
+    """The next message; bad input ends the connection (the WebSocket logs it)."""
     try:
         return await websocket.receive()
     except WebSocketClosed as closed:
-        if closed.code in BAD_INPUT:
-            event(log, logging.INFO, "websocket bad input", peer=conn.peer, code=closed.code)
         await websocket.close(closed.code)  # sends the close frame if none went yet
         raise
 

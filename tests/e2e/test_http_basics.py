@@ -5,7 +5,11 @@ from __future__ import annotations
 import http.client
 import socket
 
-from .brokers import BrokerProcess
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from .brokers import BrokerFactory, BrokerProcess
 from .clients import Clients, PahoClient
 
 TIMEOUT = 10.0
@@ -74,3 +78,25 @@ def test_paho_over_websocket(broker: BrokerProcess, clients: Clients) -> None:
         assert over_ws.get().payload == b"to a browser"
     finally:
         over_ws.close()
+
+
+def test_an_oversized_mqtt_frame_closes_only_that_websocket_with_1009(
+    broker_factory: BrokerFactory, clients: Clients
+) -> None:
+    broker = broker_factory({"limits": {"ws_max_message_size": 1024}})
+    assert broker.http_port
+    bystander = PahoClient(broker.host, broker.http_port, transport="websockets")
+    url = f"ws://{broker.host}:{broker.http_port}/mqtt"
+    try:
+        assert bystander.connect().reason == 0
+        # no compression offered: the frame takes the hand-written path of broker/http/frames
+        with connect(url, subprotocols=["mqtt"], compression=None, open_timeout=TIMEOUT) as ws:
+            ws.send(b"\x30" + b"\x00" * 2000)
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=TIMEOUT)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        broker.wait_logged("websocket bad input", 1)
+        assert broker.log_text().count("websocket bad input") == 1
+        assert bystander.subscribe(("still/here", 1)) == [1]
+    finally:
+        bystander.close()
