@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from typing import Protocol
 
 from lxml import etree
 
@@ -53,11 +54,26 @@ log = logging.getLogger("broker.xmpp")
 
 NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
+#: requests of the server's own awaiting an answer, at most (see ``request``)
+MAX_PENDING_REQUESTS = 10_000
 
 #: (session, iq, payload): answer with session.send(iq_result(...)) or an error
 IQHandler = Callable[[Session, etree._Element, etree._Element], None]
 #: (connection, its bound session if any, element): a nonza such as XEP-0198's <r/>
 NonzaHandler = Callable[[XMPPConnection, Session | None, etree._Element], None]
+#: (the session that answered, its result or error iq): see ``XMPPFrontEnd.request``
+AnswerHandler = Callable[[Session, etree._Element], None]
+
+
+class Component(Protocol):
+    """A service on its own subdomain (``conference.<domain>``, ``pubsub.<domain>``...):
+    every stanza addressed to the subdomain or a JID on it is handed over whole."""
+
+    def stanza(self, session: Session, el: etree._Element, to: JID) -> None:
+        """A stanza from ``session`` (its 'from' stamped) to ``to`` on the subdomain."""
+
+    def unavailable(self, session: Session) -> None:
+        """The session went unavailable or ended: it leaves whatever it joined."""
 
 
 class XMPPFrontEnd:
@@ -83,6 +99,10 @@ class XMPPFrontEnd:
         self.disco_features: set[str] = set()
         self.account_features: set[str] = set()
         self.disco_items: dict[str, str] = {}
+        #: services on subdomains, by domain (see ``Component``)
+        self.components: dict[str, Component] = {}
+        #: callbacks for the answers to the server's own requests, by iq id
+        self._requests: dict[str, tuple[JID, AnswerHandler]] = {}
         disco.install(self)
         ping.install(self)
         version.install(self)
@@ -197,6 +217,8 @@ class XMPPFrontEnd:
             if not resources:
                 del self.sessions[session.bare]
         self.presence.gone(session)
+        for component in self.components.values():
+            component.unavailable(session)
 
     def resources(self, bare: JID) -> list[Session]:
         return list(self.sessions.get(bare, {}).values())
@@ -226,6 +248,8 @@ class XMPPFrontEnd:
         if session.sm is not None:
             session.sm.received()
         self._stamp(session, el)
+        if self.components and self._to_component(session, el):
+            return
         if tag == MESSAGE:
             self.route_message(session, el)
         elif tag == PRESENCE:
@@ -245,6 +269,47 @@ class XMPPFrontEnd:
             if jid != session.jid and jid != session.bare:
                 raise StreamError("invalid-from", claimed)
         el.set("from", session.jid_text)
+
+    def _to_component(self, session: Session, el: etree._Element) -> bool:
+        """Hand a stanza for a subdomain to its component; True if it was one's."""
+        to = el.get("to")
+        if to is None:
+            if el.tag == PRESENCE and el.get("type") == "unavailable":
+                for component in self.components.values():
+                    component.unavailable(session)
+            return False
+        try:
+            jid = parse_jid(to)
+        except InvalidJID:
+            return False  # routing answers jid-malformed
+        component = self.components.get(jid.domain)
+        if component is None:
+            return False
+        if not self.blocking.refuses(session, el):
+            component.stanza(session, el, jid)
+        return True
+
+    def request(self, session: Session, iq: etree._Element, answered: AnswerHandler) -> None:
+        """Send the server's own get/set ``iq`` to ``session`` and call ``answered`` with
+        the result or error that comes back (e.g. disco#info of a client's caps)."""
+        iq_id = iq.get("id") or secrets.token_hex(6)
+        iq.set("id", iq_id)
+        if len(self._requests) >= MAX_PENDING_REQUESTS:  # unanswered ones age out
+            del self._requests[next(iter(self._requests))]
+        self._requests[iq_id] = (session.jid, answered)
+        session.send(iq)
+
+    def send_to(self, to: JID, data: bytes) -> int:
+        """A stanza from a component or the server to a local full JID, or to every
+        available resource of a bare one; how many resources got it."""
+        if to.resource:
+            target = self.sessions.get(to.bare, {}).get(to.resource)
+            targets = [target] if target is not None else []
+        else:
+            targets = [s for s in self.sessions.get(to.bare, {}).values() if s.available]
+        for target in targets:
+            target.send(data)
+        return len(targets)
 
     def recipient(self, session: Session, el: etree._Element) -> JID | None:
         """The stanza's 'to' (the sender's bare JID if none); None after answering a
@@ -348,7 +413,11 @@ class XMPPFrontEnd:
                 session.send(error_reply(iq, "service-unavailable"))
             return
         if kind in ("result", "error"):
-            return  # answers to the server's own requests (pings) need nothing more
+            pending = self._requests.get(iq.get("id", ""))
+            if pending is not None and pending[0] == session.jid:
+                del self._requests[iq.get("id", "")]
+                pending[1](session, iq)
+            return  # answers to the server's other requests (pings) need nothing more
         table = self.server_iq if not to.local else self.account_iq
         if to.local and not self.user_exists(to):
             session.send(error_reply(iq, "service-unavailable"))
