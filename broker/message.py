@@ -63,6 +63,8 @@ class Properties:
 
 
 EMPTY_PROPERTIES = Properties()
+#: the properties of a persistent message that has no others (shared, never modified)
+PERSISTENT = Properties(delivery_mode=2)
 
 
 class Message:

@@ -8,8 +8,6 @@ it does not take.
 
 from __future__ import annotations
 
-from wsproto.events import BytesMessage, TextMessage
-
 _TEXT, _BINARY = 0x1, 0x2
 
 
@@ -21,6 +19,10 @@ class BadText(Exception):
     """A text frame that is not UTF-8 (close 1007)."""
 
 
+class NotBinary(Exception):
+    """A text frame where only binary data is taken (close 1003)."""
+
+
 class DataFrameReader:
     """Parses client frames while they are whole, unfragmented, masked data frames."""
 
@@ -30,9 +32,36 @@ class DataFrameReader:
         #: the bytes from the first frame this reader does not take, once there is one
         self.handed_over: bytes | None = None
 
-    def feed(self, data: bytes) -> list[BytesMessage | TextMessage]:
+    def feed(self, data: bytes) -> list[bytes | str]:
+        """The messages of the whole frames ``data`` completes: bytes, or str for text."""
+        opcodes, lengths, payloads = self._parse(data)
+        messages: list[bytes | str] = []
+        pos = 0
+        for opcode, length in zip(opcodes, lengths, strict=True):
+            payload = payloads[pos : pos + length]
+            pos += length
+            if opcode == _BINARY:
+                messages.append(payload)
+            else:
+                try:
+                    messages.append(payload.decode())
+                except UnicodeDecodeError:
+                    raise BadText() from None
+        return messages
+
+    def feed_stream(self, data: bytes) -> bytes:
+        """The data of the whole binary frames ``data`` completes, as one byte string (for
+        a byte-stream protocol, to which frame boundaries mean nothing)."""
+        opcodes, _, payloads = self._parse(data)
+        if _TEXT in opcodes:
+            raise NotBinary()
+        return payloads
+
+    def _parse(self, data: bytes) -> tuple[bytearray, list[int], bytes]:
+        """Each whole frame's opcode and length, and their payloads unmasked together."""
         buffer = self._buffer + data if self._buffer else data
-        frames: list[tuple[int, int]] = []  # (opcode, length) of each whole frame
+        opcodes = bytearray()
+        lengths: list[int] = []
         masked: list[bytes] = []
         keys: list[bytes] = []
         pos, end = 0, len(buffer)
@@ -56,29 +85,13 @@ class DataFrameReader:
             start = pos + header + 4
             if end < start + length:
                 break
-            frames.append((opcode, length))
+            opcodes.append(opcode)
+            lengths.append(length)
             masked.append(buffer[start : start + length])
             keys.append((buffer[start - 4 : start] * (length // 4 + 1))[:length])
             pos = start + length
         self._buffer = b"" if self.handed_over is not None else buffer[pos:]
-        return _messages(frames, _xor(b"".join(masked), b"".join(keys)))
-
-
-def _messages(frames: list[tuple[int, int]], payloads: bytes) -> list[BytesMessage | TextMessage]:
-    """The frames' messages, cut out of their payloads unmasked together."""
-    messages: list[BytesMessage | TextMessage] = []
-    pos = 0
-    for opcode, length in frames:
-        payload = payloads[pos : pos + length]
-        pos += length
-        if opcode == _BINARY:
-            messages.append(BytesMessage(data=payload))
-        else:
-            try:
-                messages.append(TextMessage(data=payload.decode()))
-            except UnicodeDecodeError:
-                raise BadText() from None
-    return messages
+        return opcodes, lengths, _xor(b"".join(masked), b"".join(keys))
 
 
 def unmask(payload: bytes, mask: bytes) -> bytes:

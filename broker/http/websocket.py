@@ -26,7 +26,7 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import CloseReason
 
-from broker.http.frames import BadText, DataFrameReader, FrameTooBig, data_frame
+from broker.http.frames import BadText, DataFrameReader, FrameTooBig, NotBinary, data_frame
 from broker.log import event as log_event
 
 log = logging.getLogger("broker.http")
@@ -62,8 +62,8 @@ class WebSocket:
         self.max_message_size = max_message_size
         self._sending = trio.Lock()
         self._parts: list[bytes | str] = []
-        #: data messages wsproto has parsed and nobody has taken yet
-        self._pending: deque[BytesMessage | TextMessage] = deque()
+        #: whole messages received and not taken yet
+        self._pending: deque[bytes | str] = deque()
         self._size = 0
         self.close_code: int | None = None
         self._compressed = compressed
@@ -74,47 +74,59 @@ class WebSocket:
 
     async def receive(self) -> bytes | str:
         """The next whole message; ``WebSocketClosed`` once the connection is closed."""
-        while True:
-            event = await self._next_event()
-            if isinstance(event, Message):
-                self._size += len(event.data)
-                if self._size > self.max_message_size:
-                    await self._refuse(CloseReason.MESSAGE_TOO_BIG, "message too big")
-                self._parts.append(event.data)
-                if event.message_finished:
-                    parts, self._parts, self._size = self._parts, [], 0
-                    if isinstance(event, TextMessage):
-                        return "".join(parts)  # type: ignore[arg-type]
-                    return b"".join(parts)  # type: ignore[arg-type]
-
-    async def receive_data(self) -> bytes:
-        """The binary message data that has arrived, whatever the message boundaries: all
-        of it that one read brought, so a byte-stream protocol handles it in one go."""
-        chunks: list[bytes] = []
-        while True:
-            while self._pending and isinstance(self._pending[0], BytesMessage):
-                data = self._pending.popleft().data
-                if len(data) > self.max_message_size:
-                    await self._refuse(CloseReason.MESSAGE_TOO_BIG, "frame too big")
-                chunks.append(data)
-            if chunks:
-                return b"".join(chunks)
-            if self._pending:  # a text message
-                await self._refuse(CloseReason.UNSUPPORTED_DATA, "binary frames only")
-            await self._fill()
-
-    async def _next_event(self) -> BytesMessage | TextMessage:
         while not self._pending:
             await self._fill()
         return self._pending.popleft()
 
+    async def receive_many(self) -> list[bytes | str]:
+        """Every whole message that has arrived, at least one: a reader handles what one
+        read brought in one go."""
+        while not self._pending:
+            await self._fill()
+        messages = list(self._pending)
+        self._pending.clear()
+        return messages
+
+    async def receive_data(self) -> bytes:
+        """The binary message data that has arrived, whatever the message boundaries: all
+        of it that one read brought, so a byte-stream protocol handles it in one go."""
+        while True:
+            if self._pending:
+                return await self._take_data()
+            reader = self._reader
+            if reader is None or self.close_code is not None:
+                await self._fill()
+                continue
+            data = await self.stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                self.connection.receive_data(None)
+                await self._fill()
+                continue
+            try:
+                payload = reader.feed_stream(data)
+            except NotBinary:
+                await self._refuse(CloseReason.UNSUPPORTED_DATA, "binary frames only")
+            except FrameTooBig:
+                await self._refuse(CloseReason.MESSAGE_TOO_BIG, "message too big")
+            self._hand_over(reader)
+            if payload:
+                return payload
+
+    async def _take_data(self) -> bytes:
+        chunks: list[bytes] = []
+        while self._pending and isinstance(self._pending[0], bytes):
+            chunks.append(self._pending.popleft())  # type: ignore[arg-type]
+        if not chunks:  # a text message
+            await self._refuse(CloseReason.UNSUPPORTED_DATA, "binary frames only")
+        return b"".join(chunks)
+
     async def _fill(self) -> None:
-        """Queue the data messages buffered in wsproto, answering pings on the way; read
+        """Queue the whole messages buffered in wsproto, answering pings on the way; read
         more when there are none.  ``WebSocketClosed`` once the close handshake began."""
         while True:
             for event in self.connection.events():
-                if isinstance(event, BytesMessage | TextMessage):
-                    self._pending.append(event)
+                if isinstance(event, Message):
+                    await self._assemble(event)
                 elif isinstance(event, Ping):
                     await self._send(self.connection.send(event.response()))
                 elif isinstance(event, CloseConnection):
@@ -136,6 +148,19 @@ class WebSocket:
             else:
                 self.connection.receive_data(data or None)
 
+    async def _assemble(self, event: Message) -> None:
+        """A message, or a fragment of one, from wsproto: whole messages are queued."""
+        self._size += len(event.data)
+        if self._size > self.max_message_size:
+            await self._refuse(CloseReason.MESSAGE_TOO_BIG, "message too big")
+        self._parts.append(event.data)
+        if event.message_finished:
+            parts, self._parts, self._size = self._parts, [], 0
+            if isinstance(event, TextMessage):
+                self._pending.append("".join(parts))  # type: ignore[arg-type]
+            else:
+                self._pending.append(b"".join(parts))  # type: ignore[arg-type]
+
     async def _read_fast(self, data: bytes) -> None:
         reader = self._reader
         assert reader is not None
@@ -145,7 +170,11 @@ class WebSocket:
             await self._refuse(CloseReason.MESSAGE_TOO_BIG, "message too big")
         except BadText:
             await self._refuse(CloseReason.INVALID_FRAME_PAYLOAD_DATA, "text is not UTF-8")
-        if reader.handed_over is not None:  # a frame for wsproto: it takes over from here
+        self._hand_over(reader)
+
+    def _hand_over(self, reader: DataFrameReader) -> None:
+        """After the reader met a frame it does not take, wsproto parses from there on."""
+        if reader.handed_over is not None:
             self._reader = None
             self.connection.receive_data(reader.handed_over)
 

@@ -8,11 +8,10 @@ the message so a fan-out encodes once (MQTT 5 encodings: ``mapping5``).
 
 from __future__ import annotations
 
-from broker.message import EMPTY_PROPERTIES, Message, Properties
+from broker.message import EMPTY_PROPERTIES, PERSISTENT, Message, Properties
 from broker.topics import TOPIC_EXCHANGE, key_to_mqtt, mqtt_to_key
 from protocols.mqtt.codec import encode_publish
 
-PERSISTENT = Properties(delivery_mode=2)
 QOS2 = {"qos": 2}
 #: Routing keys of recently published topics: publishers repeat their topics.
 _KEYS: dict[str, str] = {}

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgpack
 
-from broker.message import Properties
+from broker.message import EMPTY_PROPERTIES, Properties
 
 JSON = "broker.v1.json"
 MSGPACK = "broker.v1.msgpack"
@@ -87,8 +87,11 @@ class MsgpackCodec(Codec):
             raise FrameError(f"malformed msgpack: {exc}") from None
         return _map(frame)
 
+    def __init__(self) -> None:
+        self._packer = msgpack.Packer(use_bin_type=True, default=_msgpack_value)
+
     def encode(self, frame: dict[str, Any]) -> bytes:
-        return msgpack.packb(frame, use_bin_type=True, default=_msgpack_value)
+        return self._packer.pack(frame)
 
 
 def codec_for(subprotocol: str | None) -> Codec:
@@ -193,6 +196,8 @@ def put_payload(frame: dict[str, Any], body: bytes, binary: bool) -> None:
 def properties_frame(properties: Properties) -> dict[str, Any]:
     """The set properties of a message, by their AMQP names (``cluster_id`` is not one a
     client sets or sees)."""
+    if properties is EMPTY_PROPERTIES:
+        return {}
     values = properties.to_dict()
     values.pop("cluster_id", None)
     return values

@@ -38,7 +38,7 @@ from broker.errors import (
 )
 from broker.exchanges import EXCHANGE_TYPES
 from broker.log import event
-from broker.message import Message, Properties
+from broker.message import EMPTY_PROPERTIES, PERSISTENT, Message, Properties
 from broker.queues import Queue
 from broker.topics import (
     TOPIC_EXCHANGE,
@@ -83,6 +83,10 @@ POLICY_VIOLATION = 1008
 GOING_AWAY = 1001
 #: The largest prefetch a consumer may ask for.
 MAX_PREFETCH = 65535
+#: Topics a connection remembers as checked for publishing.
+PUBLISH_KEYS_CACHED = 256
+#: The fields of a plain publish: QoS 0, no id, no properties, not retained.
+_PLAIN_PUBLISH = frozenset({"op", "topic", "payload", "encoding"})
 
 
 class Refused(Exception):
@@ -128,6 +132,9 @@ class NativeConnection:
         self.closed = False
         self._verdicts: dict[tuple[str, str], bool] = {}
         self._verdicts_version = -1
+        #: topics this connection may publish to, with their routing keys (cleared with
+        #: the verdicts: a publisher sends to the same few topics over and over)
+        self._publish_keys: dict[str, str] = {}
         self._consumers: dict[str, QueueConsumer] = {}
         self._tags: dict[int, tuple[QueueConsumer, int]] = {}
         self._next_tag = 1
@@ -209,13 +216,66 @@ class NativeConnection:
 
     def receive(self, data: bytes | str) -> None:
         """Handle one whole WebSocket message (one frame)."""
-        if self.closing is not None or self.closed:
-            return
+        self.receive_many([data])
+
+    def receive_many(self, messages: list[bytes | str]) -> None:
+        """Handle the messages one read brought, in order.  Plain publishes (a topic and a
+        payload, nothing else) to one topic in a row are routed as one run, as an MQTT
+        publisher's stream is."""
+        run: list[Message] = []
+        for data in messages:
+            if self.closing is not None or self.closed:
+                break
+            try:
+                frame = self.codec.decode(data)
+            except FrameError as exc:
+                run = self._route(run)
+                self._error(None, BAD_REQUEST, str(exc))
+                continue
+            if (
+                self.user is not None
+                and frame.keys() <= _PLAIN_PUBLISH
+                and frame["op"] == "publish"
+                and type(frame.get("topic")) is str
+            ):
+                try:
+                    message = self._plain_message(frame)
+                except Refused as refused:
+                    run = self._route(run)
+                    self._error(None, refused.code, refused.message)
+                    continue
+                if run and run[0].routing_key != message.routing_key:
+                    run = self._route(run)
+                run.append(message)
+                continue
+            run = self._route(run)
+            self._request(frame)
+        self._route(run)
+
+    def _plain_message(self, frame: dict[str, Any]) -> Message:
+        topic = frame["topic"]
         try:
-            frame = self.codec.decode(data)
+            body = payload_of(frame)
         except FrameError as exc:
-            self._error(None, BAD_REQUEST, str(exc))
-            return
+            raise Refused(BAD_REQUEST, str(exc)) from None
+        key = self._topic_key(topic)
+        return Message(
+            TOPIC_EXCHANGE, key, body, EMPTY_PROPERTIES, None, self, self.username, None, topic
+        )
+
+    def _route(self, run: list[Message]) -> list[Message]:
+        """Route a run of plain publishes; the new, empty run."""
+        if run:
+            try:
+                self.vhost.publish_many(run)
+            except BrokerError as exc:
+                self._error(None, _CORE_CODES.get(type(exc), INTERNAL), exc.message)
+            self._counts.messages_in += len(run)
+            return []
+        return run
+
+    def _request(self, frame: dict[str, Any]) -> None:
+        """Any frame but a plain publish: a request with an optional id."""
         request_id = frame.get("id")
         if request_id is not None and not _valid_id(request_id):
             self._error(None, BAD_REQUEST, "'id' must be an integer or a string")
@@ -272,25 +332,31 @@ class NativeConnection:
             raise Refused(BAD_REQUEST, str(exc)) from None
         topic = _string(frame, "topic", None)
         if topic is not None:
-            if not valid_topic_name(topic):
-                raise Refused(BAD_REQUEST, f"invalid topic {topic!r}")
-            exchange, routing_key = TOPIC_EXCHANGE, mqtt_to_key(topic)
+            exchange, routing_key = TOPIC_EXCHANGE, self._topic_key(topic)
         else:
             exchange = _required_string(frame, "exchange")
             routing_key = _string(frame, "routing_key", "")
             topic = key_to_mqtt(routing_key) if exchange == TOPIC_EXCHANGE else None
+            self._check_publish(exchange, topic)
         if retain and topic is None:
             raise Refused(BAD_REQUEST, "only a topic publish can be retained")
-        self._check_publish(exchange, topic, values.get("user_id"))
-        if qos and "delivery_mode" not in values:
-            values["delivery_mode"] = 2
-        expiration = values.get("expiration")
-        expires_at = None if expiration is None else time.time() + int(expiration) / 1000
+        if not values:  # the usual publish: shared properties
+            properties = PERSISTENT if qos else EMPTY_PROPERTIES
+            expires_at = None
+        else:
+            user_id = values.get("user_id")
+            if user_id is not None and user_id != self.username:
+                raise Refused(PRECONDITION_FAILED, "user_id is not the authenticated user")
+            if qos and "delivery_mode" not in values:
+                values["delivery_mode"] = 2
+            properties = Properties(**values)
+            expiration = values.get("expiration")
+            expires_at = None if expiration is None else time.time() + int(expiration) / 1000
         message = Message(
             exchange,
             routing_key,
             body,
-            Properties(**values),
+            properties,
             expires_at,
             self,
             self.username,
@@ -309,15 +375,26 @@ class NativeConnection:
             return None
         return reply
 
-    def _check_publish(self, exchange_name: str, topic: str | None, user_id: str | None) -> None:
+    def _topic_key(self, topic: str) -> str:
+        """The routing key of a topic the connection may publish to on amq.topic."""
+        self._verdicts_current()
+        key = self._publish_keys.get(topic)
+        if key is None:
+            if not valid_topic_name(topic):
+                raise Refused(BAD_REQUEST, f"invalid topic {topic!r}")
+            self._check_publish(TOPIC_EXCHANGE, topic)
+            if len(self._publish_keys) >= PUBLISH_KEYS_CACHED:
+                self._publish_keys.clear()
+            key = self._publish_keys[topic] = mqtt_to_key(topic)
+        return key
+
+    def _check_publish(self, exchange_name: str, topic: str | None) -> None:
         exchange = self.vhost.exchange(exchange_name)
         if exchange.internal:
             raise Refused(ACCESS_REFUSED, f"cannot publish to internal exchange '{exchange_name}'")
         self._check("write", exchange_name)
         if topic is not None and not self._acl_allows(topic, "publish"):
             raise Refused(ACCESS_REFUSED, f"publish to topic '{topic}' refused")
-        if user_id is not None and user_id != self.username:
-            raise Refused(PRECONDITION_FAILED, "user_id is not the authenticated user")
 
     # --- subscriptions -----------------------------------------------------------------
 
@@ -380,10 +457,9 @@ class NativeConnection:
         cache = message.cache
         if cache is None:
             cache = message.cache = {}
-        key = ("websocket", self.codec.name)
-        data = cache.get(key)
+        data = cache.get(self.codec.name)
         if data is None:
-            data = cache[key] = self.codec.encode(self._message_frame(message, topic))
+            data = cache[self.codec.name] = self.codec.encode(self._message_frame(message, topic))
         self._put(data)
         self._counts.messages_out += 1
 
@@ -557,11 +633,7 @@ class NativeConnection:
     def _check(self, kind: str, resource: str) -> None:
         """RabbitMQ's configure/write/read check; verdicts are cached until the user
         database changes (a publisher asks per message)."""
-        users = self.broker.users
-        if self._verdicts_version != users.version:
-            self._verdicts.clear()
-            self._verdicts_version = users.version
-            self.user = users.get(self.username)
+        self._verdicts_current()
         allowed = self._verdicts.get((kind, resource))
         if allowed is None:
             user = self.user
@@ -574,6 +646,15 @@ class NativeConnection:
                 f"refused for user '{self.username}'",
             )
 
+    def _verdicts_current(self) -> None:
+        """Forget cached permission verdicts once the user database has changed."""
+        users = self.broker.users
+        if self._verdicts_version != users.version:
+            self._verdicts.clear()
+            self._publish_keys.clear()
+            self._verdicts_version = users.version
+            self.user = users.get(self.username)
+
     def _acl_allows(self, topic: str, action: str) -> bool:
         acl = self.broker.acl
         return not acl or acl.check(self.username, "", topic, action)
@@ -584,9 +665,11 @@ class NativeConnection:
         self._put(self.codec.encode(frame))
 
     def _put(self, data: bytes | str) -> None:
+        wake = not self.outbox  # else the adapter has been told already
         self.outbox.append(data)
         self.outbox_bytes += len(data)
-        self.on_output()
+        if wake:
+            self.on_output()
 
     def has_room(self) -> bool:
         """Whether consumers may add deliveries to the outbox."""

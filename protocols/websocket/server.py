@@ -107,7 +107,7 @@ async def _read(
     """Hand each message to the state machine until the client goes or must go."""
     if conn.user is None and conn.closing is None:
         with trio.move_on_after(AUTH_TIMEOUT) as waited:
-            conn.receive(await _receive(conn, websocket))
+            conn.receive_many(await _receive(websocket))
         if waited.cancelled_caught:
             event(log, logging.INFO, "websocket login timeout", peer=conn.peer)
             await websocket.close(1008, "authentication timeout")
@@ -116,16 +116,17 @@ async def _read(
             await room.wait()
         if broker.flow.backlogged:
             await broker.flow.wait()
-        data = await _receive(conn, websocket)
+        messages = await _receive(websocket)
         activity[0] = trio.current_time()
-        conn.receive(data)
+        conn.receive_many(messages)
     await trio.sleep_forever()  # the writer sends what is left, then closes
 
 
-async def _receive(conn: NativeConnection, websocket: WebSocket) -> bytes | str:
-    """The next message; bad input ends the connection (the WebSocket logs it)."""
+async def _receive(websocket: WebSocket) -> list[bytes | str]:
+    """The messages that have arrived (at least one); bad input ends the connection (the
+    WebSocket logs it)."""
     try:
-        return await websocket.receive()
+        return await websocket.receive_many()
     except WebSocketClosed as closed:
         await websocket.close(closed.code)  # sends the close frame if none went yet
         raise

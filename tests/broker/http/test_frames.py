@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 from wsproto import Connection, ConnectionType
 from wsproto.events import BytesMessage, Ping, TextMessage
 
-from broker.http.frames import BadText, DataFrameReader, FrameTooBig, data_frame, unmask
+from broker.http.frames import (
+    BadText,
+    DataFrameReader,
+    FrameTooBig,
+    NotBinary,
+    data_frame,
+    unmask,
+)
 
 messages = st.lists(st.binary(max_size=70_000) | st.text(max_size=300), min_size=1, max_size=8)
 
@@ -32,6 +39,9 @@ def payloads(events: list[BytesMessage | TextMessage]) -> list[bytes | str]:
     return [bytes(e.data) if isinstance(e, BytesMessage) else e.data for e in events]
 
 
+binary_messages = st.lists(st.binary(max_size=70_000), min_size=1, max_size=8)
+
+
 @given(messages, st.lists(st.integers(min_value=1, max_value=5000), max_size=20))
 def test_client_frames_parse_alike_however_split(sent: list[bytes | str], cuts: list[int]) -> None:
     data = client_frames(*sent)
@@ -39,11 +49,29 @@ def test_client_frames_parse_alike_however_split(sent: list[bytes | str], cuts: 
     got: list[bytes | str] = []
     pos = 0
     for cut in cuts:
-        got += payloads(reader.feed(data[pos : pos + cut]))
+        got += reader.feed(data[pos : pos + cut])
         pos += cut
-    got += payloads(reader.feed(data[pos:]))
+    got += reader.feed(data[pos:])
     assert got == sent
     assert reader.handed_over is None
+
+
+@given(binary_messages, st.lists(st.integers(min_value=1, max_value=5000), max_size=20))
+def test_binary_frames_read_as_one_stream_however_split(sent: list[bytes], cuts: list[int]) -> None:
+    data = client_frames(*sent)
+    reader = DataFrameReader(max_size=1 << 20)
+    got = b""
+    pos = 0
+    for cut in cuts:
+        got += reader.feed_stream(data[pos : pos + cut])
+        pos += cut
+    got += reader.feed_stream(data[pos:])
+    assert got == b"".join(sent)
+
+
+def test_a_text_frame_is_not_stream_data() -> None:
+    with pytest.raises(NotBinary):
+        DataFrameReader(max_size=1024).feed_stream(client_frames(b"one", "two"))
 
 
 @given(messages)
@@ -56,7 +84,7 @@ def test_server_frames_read_back_by_wsproto(sent: list[bytes | str]) -> None:
 def test_a_control_frame_hands_the_rest_to_wsproto() -> None:
     data = client_frames(b"one", Ping(payload=b"p"), b"two")
     reader = DataFrameReader(max_size=1024)
-    assert payloads(reader.feed(data)) == [b"one"]
+    assert reader.feed(data) == [b"one"]
     assert reader.handed_over == data[len(client_frames(b"one")) :]
 
 
