@@ -8,6 +8,8 @@ it does not take.
 
 from __future__ import annotations
 
+import numpy
+
 _TEXT, _BINARY = 0x1, 0x2
 
 
@@ -58,12 +60,11 @@ class DataFrameReader:
         return payloads
 
     def _parse(self, data: bytes) -> tuple[bytearray, list[int], bytes]:
-        """Each whole frame's opcode and length, and their payloads unmasked together."""
+        """Each whole frame's opcode and length, and their payloads unmasked, joined."""
         buffer = self._buffer + data if self._buffer else data
         opcodes = bytearray()
         lengths: list[int] = []
-        masked: list[bytes] = []
-        keys: list[bytes] = []
+        plain = _Unmasked()
         pos, end = 0, len(buffer)
         while end - pos >= 2:
             first, second = buffer[pos], buffer[pos + 1]
@@ -85,13 +86,70 @@ class DataFrameReader:
             start = pos + header + 4
             if end < start + length:
                 break
-            opcodes.append(opcode)
-            lengths.append(length)
-            masked.append(buffer[start : start + length])
-            keys.append((buffer[start - 4 : start] * (length // 4 + 1))[:length])
-            pos = start + length
+            stride = header + 4 + length
+            count = _uniform_run(buffer, pos, end, stride, header)
+            if count:
+                opcodes += bytes((opcode,)) * count
+                lengths += [length] * count
+                plain.uniform(buffer, pos, header, stride, count)
+                pos += stride * count
+            else:
+                opcodes.append(opcode)
+                lengths.append(length)
+                plain.frame(buffer, start, length)
+                pos = start + length
         self._buffer = b"" if self.handed_over is not None else buffer[pos:]
-        return opcodes, lengths, _xor(b"".join(masked), b"".join(keys))
+        return opcodes, lengths, plain.joined()
+
+
+class _Unmasked:
+    """The unmasked payloads of one read's frames, in order: frames one by one are
+    gathered and unmasked together; a run of frames alike but for their masks and
+    payloads is unmasked as one array (a row per frame)."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._masked: list[bytes] = []
+        self._keys: list[bytes] = []
+
+    def frame(self, buffer: bytes, start: int, length: int) -> None:
+        self._masked.append(buffer[start : start + length])
+        self._keys.append((buffer[start - 4 : start] * (length // 4 + 1))[:length])
+
+    def uniform(self, buffer: bytes, pos: int, header: int, stride: int, count: int) -> None:
+        self._gathered()
+        rows = numpy.frombuffer(buffer, numpy.uint8, count * stride, pos).reshape(count, stride)
+        length = stride - header - 4
+        keys = numpy.tile(rows[:, header : header + 4], (1, length // 4 + 1))[:, :length]
+        self._chunks.append(numpy.bitwise_xor(rows[:, header + 4 :], keys).tobytes())
+
+    def joined(self) -> bytes:
+        self._gathered()
+        chunks = self._chunks
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _gathered(self) -> None:
+        if self._masked:
+            self._chunks.append(_xor(b"".join(self._masked), b"".join(self._keys)))
+            self._masked.clear()
+            self._keys.clear()
+
+
+#: Frames in a row worth unmasking as one array.
+_UNIFORM_MIN = 8
+
+
+def _uniform_run(buffer: bytes, pos: int, end: int, stride: int, header: int) -> int:
+    """How many whole frames from ``pos`` have the ``header`` bytes of the one there (the
+    same type and length, so ``stride`` bytes apart), if at least ``_UNIFORM_MIN``;
+    else 0."""
+    count = (end - pos) // stride
+    if count < _UNIFORM_MIN:
+        return 0
+    for at in range(pos, pos + header):
+        column = buffer[at : at + count * stride : stride]
+        count -= len(column.lstrip(column[:1]))
+    return count if count >= _UNIFORM_MIN else 0
 
 
 def unmask(payload: bytes, mask: bytes) -> bytes:
@@ -100,14 +158,13 @@ def unmask(payload: bytes, mask: bytes) -> bytes:
 
 
 def _xor(data: bytes, key: bytes) -> bytes:
-    """``data`` XOR ``key`` (of the same length): one big-integer operation, in C."""
-    if not data:
-        return b""
-    value = int.from_bytes(data, "big") ^ int.from_bytes(key, "big")
-    return value.to_bytes(len(data), "big")
+    """``data`` XOR ``key`` (of the same length), in numpy."""
+    return numpy.bitwise_xor(
+        numpy.frombuffer(data, numpy.uint8), numpy.frombuffer(key, numpy.uint8)
+    ).tobytes()
 
 
-def data_frame(message: bytes | str) -> bytes:
+def data_frame(message: bytes | bytearray | memoryview | str) -> bytes:
     """One unmasked, final data frame (server to client)."""
     if isinstance(message, str):
         payload, first = message.encode(), 0x80 | _TEXT

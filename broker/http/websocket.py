@@ -180,7 +180,7 @@ class WebSocket:
 
     # --- sending -----------------------------------------------------------------------
 
-    async def send(self, message: bytes | str) -> None:
+    async def send(self, message: bytes | bytearray | memoryview | str) -> None:
         if self.connection.state != ConnectionState.OPEN:
             raise WebSocketClosed(self.close_code or CloseReason.NORMAL_CLOSURE)
         await self._send(self._frame(message))
@@ -191,7 +191,7 @@ class WebSocket:
             raise WebSocketClosed(self.close_code or CloseReason.NORMAL_CLOSURE)
         await self._send(b"".join([self._frame(m) for m in messages]))
 
-    def _frame(self, message: bytes | str) -> bytes:
+    def _frame(self, message: bytes | bytearray | memoryview | str) -> bytes:
         if self._compressed:
             return self.connection.send(_message_event(message))
         return data_frame(message)
@@ -229,10 +229,10 @@ def _log_bad_input(peer: str, code: int, reason: str) -> None:
     log_event(log, logging.INFO, "websocket bad input", peer=peer, code=int(code), reason=reason)
 
 
-def _message_event(message: bytes | str) -> BytesMessage | TextMessage:
+def _message_event(message: bytes | bytearray | memoryview | str) -> BytesMessage | TextMessage:
     if isinstance(message, str):
         return TextMessage(data=message)
-    return BytesMessage(data=message)
+    return BytesMessage(data=bytes(message))
 
 
 class WebSocketByteStream(trio.abc.Stream):
@@ -249,7 +249,7 @@ class WebSocketByteStream(trio.abc.Stream):
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         try:
-            await self.websocket.send(bytes(data))
+            await self.websocket.send(data)
         except WebSocketClosed:
             raise trio.ClosedResourceError("the WebSocket is closed") from None
 

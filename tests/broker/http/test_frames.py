@@ -69,6 +69,48 @@ def test_binary_frames_read_as_one_stream_however_split(sent: list[bytes], cuts:
     assert got == b"".join(sent)
 
 
+#: runs of messages of one type and length (what the reader unmasks as one array), with
+#: lengths on both sides of the 7-bit, 16-bit and 64-bit length encodings
+runs = st.lists(
+    st.tuples(
+        st.sampled_from([0, 1, 5, 125, 126, 127, 300, 65_535, 65_536]),
+        st.integers(min_value=1, max_value=20),
+        st.booleans(),
+        st.randoms(use_true_random=False),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def _run_messages(spec: list) -> list[bytes | str]:
+    sent: list[bytes | str] = []
+    for length, count, text, rng in spec:
+        for _ in range(count if length < 65_535 else min(count, 9)):
+            if text:
+                sent.append("".join(rng.choice("aé ") for _ in range(length // 2)))
+            else:
+                sent.append(rng.randbytes(length))
+    return sent
+
+
+@given(runs, st.lists(st.integers(min_value=1, max_value=70_000), max_size=6))
+def test_runs_of_like_frames_parse_alike_however_split(spec: list, cuts: list[int]) -> None:
+    sent = _run_messages(spec)
+    data = client_frames(*sent)
+    reader = DataFrameReader(max_size=1 << 20)
+    got: list[bytes | str] = []
+    pos = 0
+    for cut in cuts:
+        got += reader.feed(data[pos : pos + cut])
+        pos += cut
+    got += reader.feed(data[pos:])
+    assert got == sent
+    stream = DataFrameReader(max_size=1 << 20)
+    binary = [m for m in sent if isinstance(m, bytes)]
+    assert stream.feed_stream(client_frames(*binary)) == b"".join(binary)
+
+
 def test_a_text_frame_is_not_stream_data() -> None:
     with pytest.raises(NotBinary):
         DataFrameReader(max_size=1024).feed_stream(client_frames(b"one", "two"))
