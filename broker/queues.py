@@ -49,6 +49,13 @@ class Consumer(Protocol):
     def queue_deleted(self, queue: Queue) -> None:
         """The queue went away under the consumer (consumer cancel notification)."""
 
+    # Optionally, ``deliver_settled(queue, messages) -> int``: take from the front of a
+    # run of one publisher's messages (one topic, QoS and properties) as many as can be
+    # delivered and settled at once, without a look at each (MQTT QoS 0); how many it took.
+
+
+_INF = float("inf")
+
 
 class Entry:
     """A message's place in one queue."""
@@ -232,6 +239,51 @@ class Queue:
         if self.consumers and len(self._ready) >= BACKLOG:
             self.vhost.flow.backlog(self)
         return outcome
+
+    def publish_run(self, messages: list[Message]) -> tuple[bool, set[int] | None]:
+        """``publish`` each of a run of one publisher's messages, in order.  While the
+        queue has no backlog, no TTL, no byte limit and one consumer ready for more, the
+        messages go straight to it with those checks made once for the run; the rest one
+        by one.  Returns whether any was stored and the indexes of the refused ones."""
+        count = 0
+        consumers = self.consumers
+        if (
+            len(consumers) == 1
+            and self._ttl is None
+            and not self._ready  # so a length limit of one or more holds every message
+            and self._max_length >= 1
+            and self._max_bytes == _INF
+        ):
+            consumer = consumers[0]
+            durable = self.durable
+            seq = self._next_seq
+            unacked = self.unacked
+            settle = getattr(consumer, "deliver_settled", None)
+            if settle is not None and not (durable and messages[0].persistent):
+                count = settle(self, messages)
+                seq += count
+            for message in messages[count:] if count else messages:
+                if (durable and message.persistent) or not consumer.ready():
+                    break
+                if consumer.deliver(self, message, seq, False):
+                    entry = unacked[seq] = Entry(message, seq, None)
+                    entry.consumer = consumer
+                seq += 1
+                count += 1
+            self._next_seq = seq
+            self.published += count
+            self.delivered += count
+        stored = False
+        refused: set[int] | None = None
+        for index in range(count, len(messages)):
+            outcome = self.publish(messages[index])
+            if outcome == STORED:
+                stored = True
+            elif outcome == REJECTED:
+                if refused is None:
+                    refused = set()
+                refused.add(index)
+        return stored, refused
 
     def restore(self, seq: int, message: Message) -> None:
         """Put back a message recovered from the store (startup only)."""

@@ -634,7 +634,27 @@ class Decoder:
         topics = self.topics
         blocks = self.property_blocks
         heads = self.publish_heads
+        # a stream's publishes often repeat one packet head (fixed header, topic, MQTT 5
+        # properties) and size: once one was decoded, its followers are known by the head
+        run_head = b""
+        run_size = run_qos = 0
+        run_topic = ""
+        run_properties: Mapping = NO_PROPERTIES
         while pos < n:
+            if run_head and buf.startswith(run_head, pos) and pos + run_size <= n:
+                end = pos + run_size
+                at = pos + len(run_head)
+                topic, raw = run_topic, buf[pos:end]
+                if not run_qos:
+                    append(Publish(topic, buf[at:end], 0, False, False, None, run_properties, raw))
+                    pos = end
+                    continue
+                packet_id = buf[at] << 8 | buf[at + 1]
+                if packet_id:  # (3.x only: a QoS 1 packet id comes before 5.0's properties)
+                    payload = buf[at + 2 : end]
+                    append(Publish(topic, payload, 1, False, False, packet_id, NO_PROPERTIES, raw))
+                    pos = end
+                    continue
             b0 = buf[pos]
             if errors[b0] is not None:
                 raise MQTTError(errors[b0])
@@ -666,6 +686,7 @@ class Decoder:
                 if topic and b0 == 0x30:
                     raw = buf[pos:end]
                     append(Publish(topic, buf[stop:end], 0, False, False, None, NO_PROPERTIES, raw))
+                    run_head, run_size, run_qos, run_topic = buf[pos:stop], end - pos, 0, topic
                     pos = end
                     continue
                 packet_id = buf[stop] << 8 | buf[stop + 1] if topic and stop + 2 <= end else 0
@@ -673,6 +694,7 @@ class Decoder:
                     payload = buf[stop + 2 : end]
                     raw = buf[pos:end]
                     append(Publish(topic, payload, 1, False, False, packet_id, NO_PROPERTIES, raw))
+                    run_head, run_size, run_qos, run_topic = buf[pos:stop], end - pos, 1, topic
                     pos = end
                     continue
             elif b0 == 0x30 or b0 == 0x32:
@@ -687,6 +709,8 @@ class Decoder:
                         payload = buf[props_end:end]
                         raw = buf[pos:end]
                         append(Publish(head[0], payload, 0, False, False, None, head[1], raw))
+                        run_head, run_size, run_qos = buf[pos:props_end], end - pos, 0
+                        run_topic, run_properties = head
                         pos = end
                         continue
                 raw_topic = buf[start + 2 : stop]

@@ -23,7 +23,13 @@ from protocols.mqtt.aliases import OutboundAliases
 from protocols.mqtt.codec import MQTTError
 from protocols.mqtt.enhanced_auth import AuthFailed, ScramExchange
 from protocols.mqtt.limits import OUTPUT_BACKLOG
-from protocols.mqtt.mapping import encode_qos, encode_qos0, message_from_publish, message_topic
+from protocols.mqtt.mapping import (
+    encode_qos,
+    encode_qos0,
+    message_from_publish,
+    message_topic,
+    messages_from_publishes,
+)
 from protocols.mqtt.mapping5 import (
     build_publish,
     encode_publish5,
@@ -555,10 +561,7 @@ class MQTTConnection:
                     for offset, message in enumerate(messages, index):
                         message.cache = {key: packets[offset].raw}
             else:
-                messages = [
-                    message_from_publish(topic, packets[i].payload, qos, self, user, packets[i].raw)
-                    for i in range(index, end)
-                ]
+                messages = messages_from_publishes(topic, packets[index:end], qos, self, user)
             try:
                 result = self.front.vhost.publish_many(messages)
                 routed, stored = result.routed, result.stored
@@ -782,9 +785,13 @@ class MQTTConnection:
     def send_publish(self, data: bytes) -> None:
         """Queue an encoded PUBLISH (counted for $SYS); ``write`` inlined, it is the
         delivery hot path."""
+        self.send_publishes(data, 1)
+
+    def send_publishes(self, data: bytes, count: int) -> None:
+        """Queue ``count`` encoded PUBLISH packets, one after the other in ``data``."""
         stats = self.broker.stats
-        stats.publish_sent += 1
-        stats.messages_sent += 1
+        stats.publish_sent += count
+        stats.messages_sent += count
         outbox = self.outbox
         if not outbox:
             outbox += data

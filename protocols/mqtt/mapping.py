@@ -8,7 +8,7 @@ the message so a fan-out encodes once (MQTT 5 encodings: ``mapping5``).
 
 from __future__ import annotations
 
-from broker.message import EMPTY_PROPERTIES, PERSISTENT, Message, Properties
+from broker.message import EMPTY_PROPERTIES, PERSISTENT, Message
 from broker.topics import TOPIC_EXCHANGE, key_to_mqtt, mqtt_to_key
 from protocols.mqtt.codec import encode_publish
 
@@ -52,6 +52,29 @@ def message_from_publish(
     if raw is not None:
         message.cache = {V3_LIVE if qos == 0 else V3_QOS1: raw}
     return message
+
+
+def messages_from_publishes(
+    topic: str, publishes: list, qos: int, origin: object, publisher: str | None
+) -> list[Message]:
+    """Core messages for a run of MQTT 3.1.1 publishes (``codec.Publish``) that share
+    topic and QoS (0 or 1), each with its received packet to forward."""
+    key = _KEYS.get(topic)
+    if key is None:
+        if len(_KEYS) >= KEY_CACHE_SIZE:
+            _KEYS.clear()
+        key = _KEYS[topic] = mqtt_to_key(topic)
+    properties = PERSISTENT if qos else EMPTY_PROPERTIES
+    kind = V3_QOS1 if qos else V3_LIVE
+    messages = []
+    for publish in publishes:
+        message = Message(
+            TOPIC_EXCHANGE, key, publish.payload, properties, None, origin, publisher, None, topic
+        )
+        if publish.raw is not None:
+            message.cache = {kind: publish.raw}
+        messages.append(message)
+    return messages
 
 
 def message_qos(message: Message) -> int:

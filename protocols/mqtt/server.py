@@ -142,10 +142,10 @@ class _Input:
     """Reads a connection's bytes.
 
     On a plain socket it waits for readability before reading, unless the last read filled
-    the buffer: at low rates this saves the failing ``recv`` of a read-first loop.  And when
-    a peer that only publishes sends small reads in quick succession (a steady stream), it
-    lets bytes gather until the next tick of the shared ticker (``mqtt.read_coalesce_us``)
-    before reading, so one wake-up handles
+    the buffer: at low rates this saves the failing ``recv`` of a read-first loop.  And on
+    any stream (TCP, TLS, WebSocket), when a peer that only publishes sends small reads in
+    quick succession (a steady stream), it lets bytes gather until the next tick of the
+    shared ticker (``mqtt.read_coalesce_us``) before reading, so one wake-up handles
     several packets instead of one: at moderate rates most of a message's cost is the
     wake-up itself.  Sporadic peers, and peers that consume (whose acks are round trips),
     are read at once."""
@@ -163,21 +163,26 @@ class _Input:
 
     async def receive(self) -> bytes:
         sock = self._socket
-        if sock is None:
-            return await self._stream.receive_some(RECEIVE_SIZE)
         now = trio.current_time()
-        if self._more:
-            await trio.lowlevel.checkpoint()
-        elif (
+        steady = (
             self._ticker is not None
             and self._small
             and now - self._last < STREAM_GAP
             and self._conn.only_publishes
-        ):
+        )
+        self._last = now
+        if sock is None:  # TLS, WebSocket: the stream reads, and may wait for the tick
+            if steady:
+                await self._ticker.wait()
+            data = await self._stream.receive_some(RECEIVE_SIZE)
+            self._small = len(data) < SMALL_READ
+            return data
+        if self._more:
+            await trio.lowlevel.checkpoint()
+        elif steady:
             await self._ticker.wait()
         else:
             await trio.lowlevel.wait_readable(sock)
-        self._last = now
         while True:
             try:
                 data = os.read(sock.fileno(), RECEIVE_SIZE)

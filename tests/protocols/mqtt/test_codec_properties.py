@@ -267,3 +267,69 @@ def test_v5_mutated_repeats_only_raise_mqtt_error(
         feed_in_chunks(fresh_decoder(5), good + bytes(bad) + good, [])
     except MQTTError as error:
         assert 0x80 <= error.reason_code <= 0xFF
+
+
+#: publishes of a steady stream: few topics, sizes and property blocks, so that packet
+#: heads repeat and the decoder recognises followers by their head alone
+stream_publishes = st.builds(
+    lambda topic, size, qos, packet_id, user: (topic, size, qos, packet_id, user),
+    st.sampled_from(["a", "a/b", "sensors/room1/temp"]),
+    st.sampled_from([0, 1, 60, 200]),
+    st.sampled_from([0, 1]),
+    st.integers(0, 3),
+    st.sampled_from([None, [("k", "v")]]),
+)
+
+
+def _stream(level: int, items: list[tuple]) -> list[Packet]:
+    return [
+        Publish(
+            topic,
+            bytes([size % 251]) * size,
+            qos,
+            False,
+            False,
+            packet_id + 1 if qos else None,
+            {"user_property": user} if user and level == 5 else {},
+        )
+        for topic, size, qos, packet_id, user in items
+    ]
+
+
+@SETTINGS
+@given(
+    st.sampled_from([4, 5]),
+    st.lists(stream_publishes, min_size=1, max_size=12),
+    st.integers(1, 4),
+    st.lists(st.integers(0, 4000), max_size=6),
+)
+def test_publish_streams_decode_alike(
+    level: int, items: list[tuple], repeat: int, cuts: list[int]
+) -> None:
+    """Runs of publishes that share topic, size and properties decode exactly as each
+    would alone, however the stream is cut."""
+    batch = [p for p in _stream(level, items) for _ in range(repeat)]
+    data = b"".join(encode(p, level) for p in batch)
+    got = feed_in_chunks(fresh_decoder(level), data, cuts)
+    assert got == batch
+    assert [p.raw for p in got if p.raw is not None] == [
+        encode(p, level) for p in got if p.raw is not None
+    ]
+
+
+@SETTINGS
+@given(
+    st.sampled_from([4, 5]),
+    st.lists(stream_publishes, min_size=2, max_size=8),
+    st.lists(st.tuples(st.integers(0, 10_000), byte), min_size=1, max_size=3),
+)
+def test_corrupted_publish_streams_only_raise_mqtt_error(
+    level: int, items: list[tuple], flips: list[tuple[int, int]]
+) -> None:
+    data = bytearray(b"".join(encode(p, level) for p in _stream(level, items) * 3))
+    for index, value in flips:
+        data[index % len(data)] = value
+    try:
+        fresh_decoder(level).feed(bytes(data))
+    except MQTTError as error:
+        assert 0x80 <= error.reason_code <= 0xFF
