@@ -57,8 +57,14 @@ class SubscriptionConsumer:
         return self.conn.has_room()
 
     def deliver(self, queue: Queue, message: Message, seq: int, redelivered: bool) -> bool:
-        self.conn.deliver_subscribed(message)
+        self.conn.deliver_subscribed([message])
         return False
+
+    def deliver_settled(self, queue: Queue, messages: list[Message]) -> int:
+        if not self.ready():
+            return 0
+        self.conn.deliver_subscribed(messages)
+        return len(messages)
 
     def queue_deleted(self, queue: Queue) -> None:
         self.conn.subscriptions_gone()

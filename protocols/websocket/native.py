@@ -221,8 +221,9 @@ class NativeConnection:
     def receive_many(self, messages: list[bytes | str]) -> None:
         """Handle the messages one read brought, in order.  Plain publishes (a topic and a
         payload, nothing else) to one topic in a row are routed as one run, as an MQTT
-        publisher's stream is."""
+        publisher's stream is.  Permission changes apply from the next read on."""
         run: list[Message] = []
+        self._verdicts_current()
         for data in messages:
             if self.closing is not None or self.closed:
                 break
@@ -254,11 +255,13 @@ class NativeConnection:
 
     def _plain_message(self, frame: dict[str, Any]) -> Message:
         topic = frame["topic"]
-        try:
-            body = payload_of(frame)
-        except FrameError as exc:
-            raise Refused(BAD_REQUEST, str(exc)) from None
-        key = self._topic_key(topic)
+        body = frame.get("payload")
+        if type(body) is not bytes or "encoding" in frame:
+            try:
+                body = payload_of(frame)
+            except FrameError as exc:
+                raise Refused(BAD_REQUEST, str(exc)) from None
+        key = self._publish_keys.get(topic) or self._topic_key(topic)
         return Message(
             TOPIC_EXCHANGE, key, body, EMPTY_PROPERTIES, None, self, self.username, None, topic
         )
@@ -446,22 +449,28 @@ class NativeConnection:
             self._filtered = "filter" in self._subscriptions.values()
         return {"topic": topic_filter}
 
-    def deliver_subscribed(self, message: Message) -> None:
-        """A message for the subscriptions: one frame per message and subprotocol, shared
-        by every subscriber through the message's cache."""
-        if message.expires_at is not None and message.expired():
+    def deliver_subscribed(self, messages: list[Message]) -> None:
+        """Messages for the subscriptions (a run shares topic and properties): one frame
+        per message and subprotocol, shared by every subscriber through the message's
+        cache."""
+        first = messages[0]
+        if first.expires_at is not None and first.expired():
             return
-        topic = message.topic or key_to_mqtt(message.routing_key)
+        topic = first.topic or key_to_mqtt(first.routing_key)
         if self._filtered and not self._acl_allows(topic, "subscribe"):
             return
-        cache = message.cache
-        if cache is None:
-            cache = message.cache = {}
-        data = cache.get(self.codec.name)
-        if data is None:
-            data = cache[self.codec.name] = self.codec.encode(self._message_frame(message, topic))
-        self._put(data)
-        self._counts.messages_out += 1
+        name = self.codec.name
+        frames = []
+        for message in messages:
+            cache = message.cache
+            if cache is None:
+                cache = message.cache = {}
+            data = cache.get(name)
+            if data is None:
+                data = cache[name] = self.codec.encode(self._message_frame(message, topic))
+            frames.append(data)
+        self._put_many(frames)
+        self._counts.messages_out += len(frames)
 
     def subscriptions_gone(self) -> None:
         """The subscription queue was deleted from outside (management)."""
@@ -665,9 +674,12 @@ class NativeConnection:
         self._put(self.codec.encode(frame))
 
     def _put(self, data: bytes | str) -> None:
+        self._put_many([data])
+
+    def _put_many(self, frames: list[bytes | str]) -> None:
         wake = not self.outbox  # else the adapter has been told already
-        self.outbox.append(data)
-        self.outbox_bytes += len(data)
+        self.outbox.extend(frames)
+        self.outbox_bytes += sum(map(len, frames))
         if wake:
             self.on_output()
 
