@@ -50,6 +50,7 @@ OURS_USER = """
 [[users]]
 name = "{name}"
 password = "{password}"
+permissions = {{ "/" = {{ configure = ".*", write = ".*", read = ".*" }} }}
 """
 
 MOSQUITTO_LISTENERS = {

@@ -27,7 +27,15 @@ import traceback
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from benchmarks import amqp_scenarios, mqtt_scenarios, pyspy, ws_scenarios, xmpp_scenarios
+from benchmarks import (
+    amqp_scenarios,
+    mqtt_scenarios,
+    pyspy,
+    ws_scenarios,
+    xmpp_muc,
+    xmpp_pubsub,
+    xmpp_scenarios,
+)
 from benchmarks.brokers import KINDS, Broker, BrokerUnavailable, installed, unsupported
 from benchmarks.loadgen import raise_nofile
 from benchmarks.measure import Figures, Scenario, Settings
@@ -43,12 +51,14 @@ MQTT_CATALOG: dict[str, Scenario] = {
 GROUPS = {
     "mqtt": list(MQTT_CATALOG),
     "amqp": list(amqp_scenarios.SCENARIOS),
-    "xmpp": list(xmpp_scenarios.SCENARIOS),
+    "xmpp": list(xmpp_scenarios.SCENARIOS) + list(xmpp_muc.SCENARIOS) + list(xmpp_pubsub.SCENARIOS),
     "ws": list(ws_scenarios.SCENARIOS),
 }
 CATALOG = (
     MQTT_CATALOG | amqp_scenarios.SCENARIOS | xmpp_scenarios.SCENARIOS | ws_scenarios.SCENARIOS
 )
+CATALOG |= xmpp_muc.SCENARIOS
+CATALOG |= xmpp_pubsub.SCENARIOS
 NAMES = list(CATALOG)
 
 

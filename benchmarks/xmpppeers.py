@@ -54,6 +54,7 @@ storage = "internal"
 log = {{ info = "*console" }}
 certificates = "{tmp}/certs"
 VirtualHost "{domain}"
+Component "conference.{domain}" "muc"
 """
 
 EJABBERD_MODULES = """\

@@ -90,7 +90,7 @@ class _Conversation:
             if (bad := _FAILED.search(self.buf, 0, end)) is not None and (
                 found or b">" in self.buf[bad.start() :]
             ):
-                raise LoginError(self.buf[bad.start() : bad.start() + 300].decode("replace"))
+                raise LoginError(self.buf[bad.start() : bad.start() + 300].decode(errors="replace"))
             if found:
                 seen, self.buf = self.buf[: found.end()], self.buf[found.end() :]
                 return seen

@@ -73,6 +73,13 @@ class XmppConfig:
     ping_interval: int = _limit(60, 0)  # seconds a stream may be quiet before a ping; 0 = off
     ping_timeout: int = _limit(30, 1)  # seconds a ping may go unanswered before closing
     resume_timeout: int = _limit(300, 1, 86_400)  # seconds a lost stream may be resumed
+    pubsub_create_nodes: bool = True  # any local user may create nodes at pubsub.<domain>
+    # HTTP file upload (XEP-0363) at upload.<domain>, served by the HTTP listener
+    upload: bool = True
+    upload_max_file_size: int = _limit(10 * 1024 * 1024, 1)  # bytes
+    upload_quota: int = _limit(100 * 1024 * 1024, 0)  # bytes stored per user; 0 = no limit
+    upload_expire_after: int = _limit(7 * 86_400, 0)  # seconds a file is kept; 0 = for ever
+    upload_url: str = ""  # public base URL of the files; "" = the HTTP listener's address
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,8 @@ class LimitsConfig:
     xmpp_max_stanza_size: int = _limit(262_144, 1024)  # bytes, as Prosody's c2s limit
     xml_max_depth: int = _limit(100, 4)
     ws_max_message_size: int = _limit(16 * 1024 * 1024, 1024)
+    ws_auth_timeout: int = _limit(30, 1)  # seconds a /ws client without credentials on the
+    # upgrade has to send its first frame
 
 
 @dataclass(frozen=True)

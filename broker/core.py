@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from broker import vhosts as vhost_records
 from broker.alarms import Alarms, ResourceMonitor
 from broker.connections import ConnectionRegistry
-from broker.errors import NotFound
+from broker.errors import NotAllowed, NotFound
 from broker.flow import FlowControl
 from broker.message import Message, decode_message
 from broker.rates import Rates
@@ -59,6 +60,41 @@ class Broker:
         if vhost is None:
             raise NotFound(f"no vhost '{name}'")
         return vhost
+
+    def add_vhost(
+        self, name: str, *, description: str | None = None, tags: list[str] | None = None
+    ) -> bool:
+        """Create a vhost (or only update its description and tags: idempotent) and keep
+        it in the store; True when it is new.  Raises ValueError for an unusable name."""
+        vhost_records.check_name(name)
+        vhost = self.vhosts.get(name)
+        created = vhost is None
+        if vhost is None:
+            vhost = self.vhosts[name] = VHost(name, self.store, self.flow)
+        if description is not None:
+            vhost.description = description
+        if tags is not None:
+            vhost.tags = list(tags)
+        self.store.put_kv(vhost_records.PREFIX + name, vhost_records.encode(vhost))
+        return created
+
+    def delete_vhost(self, name: str) -> None:
+        """Delete a vhost with everything in it: its client connections are closed (AMQP
+        connection.close 320), its queues with their messages and its exchanges leave the
+        store, and every user's permissions on it go.  The default vhost stays: the MQTT,
+        XMPP and WebSocket front ends live in it (NotAllowed)."""
+        if name == DEFAULT_VHOST:
+            raise NotAllowed(f"the default vhost '{name}' cannot be deleted")
+        vhost = self.vhost(name)
+        for connection in self.connections:
+            if connection.describe().get("vhost") == name:
+                connection.close(vhost_records.DELETED_REASON)
+        vhost.delete_contents()
+        for user in self.users.list():
+            if name in user.permissions:
+                self.users.clear_permissions(user.name, name)
+        del self.vhosts[name]
+        self.store.put_kv(vhost_records.PREFIX + name, None)
 
     def claim_connection(self, user: str) -> bool:
         """Count a new authenticated connection of ``user``; False (and not counted) when
@@ -109,6 +145,12 @@ class Broker:
         self.retained.restore(snapshot.retained)
         self.sessions = dict(snapshot.sessions)
         self._loaded_kv = dict(snapshot.kv)
+        for key, data in self.take_kv(vhost_records.PREFIX).items():
+            name = key.removeprefix(vhost_records.PREFIX)
+            vhost = self.vhosts.get(name)
+            if vhost is None:
+                vhost = self.vhosts[name] = VHost(name, self.store, self.flow)
+            vhost_records.apply(vhost, data)
 
     def take_kv(self, prefix: str) -> dict[str, bytes]:
         """The key-value records under ``prefix`` loaded at start, handed over once (the

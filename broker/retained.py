@@ -6,7 +6,7 @@ filter can reach instead of testing every retained topic.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from broker.message import Message, decode_message, encode_message
@@ -28,7 +28,8 @@ class RetainedStore:
         self._store = store
         self._root = _Level()
         self._count = 0
-        self.on_change: list = []
+        #: observers of every change: (topic, new message or None when cleared, previous)
+        self.on_change: list[Callable[[str, Message | None, Message | None], None]] = []
 
     def __len__(self) -> int:
         return self._count
@@ -37,11 +38,11 @@ class RetainedStore:
         """Retain a message for a topic; None or an empty body clears it."""
         if message is not None and not message.body:
             message = None
-        changed = self._put(topic, message)
-        if changed:
+        previous = self._put(topic, message)
+        if previous is not None or message is not None:
             self._store.set_retained(topic, None if message is None else encode_message(message))
             for callback in self.on_change:
-                callback(topic, message)
+                callback(topic, message, previous)
 
     def get(self, topic: str) -> Message | None:
         node = self._root
@@ -66,27 +67,28 @@ class RetainedStore:
         for topic, data in entries.items():
             self._put(topic, decode_message(data))
 
-    def _put(self, topic: str, message: Message | None) -> bool:
+    def _put(self, topic: str, message: Message | None) -> Message | None:
+        """Set the topic's message; returns the one it replaces."""
         path = [self._root]
         levels = topic.split("/")
         for level in levels:
             child = path[-1].children.get(level)
             if child is None:
                 if message is None:
-                    return False
+                    return None
                 child = path[-1].children[level] = _Level()
             path.append(child)
         leaf = path[-1]
-        had = leaf.message is not None
+        previous = leaf.message
         leaf.message = message
-        self._count += (message is not None) - had
+        self._count += (message is not None) - (previous is not None)
         if message is None:
             for depth in range(len(levels), 0, -1):
                 node = path[depth]
                 if node.children or node.message is not None:
                     break
                 del path[depth - 1].children[levels[depth - 1]]
-        return had or message is not None
+        return previous
 
     def _walk(
         self,

@@ -40,6 +40,10 @@ from protocols.xmpp.connection import StreamSettings
 from protocols.xmpp.frontend import XMPPFrontEnd
 from protocols.xmpp.server import serve as serve_xmpp
 from protocols.xmpp.server import shut_down as shut_down_xmpp
+from protocols.xmpp.upload import web as upload_web
+from protocols.xmpp.upload.service import PATH as UPLOAD_PATH
+from protocols.xmpp.upload.service import UploadService
+from protocols.xmpp.upload.slots import Limits as UploadLimits
 from protocols.xmpp.websocket import serve_websocket as serve_xmpp_websocket
 
 log = logging.getLogger("broker")
@@ -87,6 +91,8 @@ class Server:
         self.broker = Broker(self.store, self.users, TopicACL(config.acl))
         self.broker.monitor = ResourceMonitor(self.broker.alarms, self.data_dir, 0, 0)
         self._apply_limits(config)
+        #: HTTP file upload (XEP-0363), once run() has loaded its files
+        self.uploads: UploadService | None = None
 
     def _apply_limits(self, config: Config) -> None:
         """The settings that may change at run time (SIGHUP): connection and resource
@@ -125,6 +131,8 @@ class Server:
         mqtt = MQTTFrontEnd(self.broker, self.config.mqtt)
         amqp = AMQPFrontEnd(self.broker, self.config.limits.amqp_frame_max)
         xmpp = XMPPFrontEnd(self.broker, self._xmpp_settings(), tls_available=True)
+        xmpp.pubsub.create_nodes = self.config.xmpp.pubsub_create_nodes
+        self.uploads = self._upload_service()
         try:
             async with trio.open_nursery() as core:
                 await core.start(self.store.run)
@@ -208,6 +216,9 @@ class Server:
             await serve_http(http, stream, peer=peer, peer_loopback=loopback)
 
         await self._open("http", http_handler, nursery, tls_context=self._http_tls())
+        if self.uploads is not None and "http" in self.addresses:
+            self.uploads.install(xmpp, self._upload_url())
+            nursery.start_soon(self.uploads.run)
 
     def _http_app(self, mqtt: MQTTFrontEnd, xmpp: XMPPFrontEnd, ticker: Ticker | None) -> HttpApp:
         """The HTTP listener's services: health, and the WebSocket endpoints of the front
@@ -240,8 +251,40 @@ class Server:
             )
 
         app.websocket("/xmpp", ("xmpp",), xmpp_over_websocket)
-        app.websocket("/ws", native_websocket.SUBPROTOCOLS, native_websocket.endpoint(self.broker))
+        app.websocket(
+            "/ws",
+            native_websocket.SUBPROTOCOLS,
+            native_websocket.endpoint(self.broker, self.config.limits.ws_auth_timeout),
+        )
+        if self.uploads is not None:
+            handler, precheck = upload_web.handler(self.uploads), upload_web.precheck(self.uploads)
+            max_body = self.uploads.limits.max_file_size
+            app.route(UPLOAD_PATH, handler, max_body=max_body, precheck=precheck)
         return app
+
+    def _upload_service(self) -> UploadService | None:
+        """HTTP file upload (XEP-0363) when it is on and so is the HTTP listener that
+        serves it; its files are under the data dir."""
+        cfg = self.config.xmpp
+        if not cfg.upload or self.config.listener("http") is None:
+            return None
+        limits = UploadLimits(cfg.upload_max_file_size, cfg.upload_quota, cfg.upload_expire_after)
+        service = UploadService(self.data_dir / "uploads", limits)
+        service.load()
+        return service
+
+    def _upload_url(self) -> str:
+        """Where uploaded files are: as configured, or the HTTP listener's bound address
+        (the XMPP domain when it is bound to every interface)."""
+        if self.config.xmpp.upload_url:
+            return self.config.xmpp.upload_url
+        host, port = self.addresses["http"]
+        if ipaddress.ip_address(host).is_unspecified:
+            host = self.config.xmpp.domain
+        elif ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if self.config.tls_configured else "http"
+        return f"{scheme}://{host}:{port}"
 
     def _http_tls(self) -> ssl.SSLContext | None:
         """HTTPS when a certificate is configured (the self-signed one is for XMPP)."""

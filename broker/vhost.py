@@ -62,6 +62,9 @@ class VHost:
         self.name = name
         self.store = store
         self.flow = flow or FlowControl()
+        #: what an operator said about the vhost (management API), kept but not acted on
+        self.description = ""
+        self.tags: list[str] = []
         self.queues: dict[str, Queue] = {}
         self.exchanges: dict[str, Exchange] = {"": DefaultExchange(self)}
         for exchange_name, kind in BUILTIN_EXCHANGES:
@@ -107,16 +110,14 @@ class VHost:
         result = PublishResult()
         result.routed = len(queues)
         for queue in queues:
-            publish = queue.publish
-            for index, message in enumerate(messages):
-                outcome = publish(message)
-                if outcome == STORED:
-                    result.stored = True
-                elif outcome == REJECTED:
-                    result.rejected = True
-                    if result.refused is None:
-                        result.refused = set()
-                    result.refused.add(index)
+            stored, refused = queue.publish_run(messages)
+            result.stored = result.stored or stored
+            if refused:
+                result.rejected = True
+                if result.refused is None:
+                    result.refused = refused
+                else:
+                    result.refused |= refused
         return result
 
     def route(self, exchange: Exchange, message: Message) -> list[Queue]:
@@ -301,6 +302,15 @@ class VHost:
         """The owning connection closed: its exclusive queues go."""
         for name in [n for n, q in self.queues.items() if q.exclusive_owner is owner]:
             self.delete_queue(name)
+
+    def delete_contents(self) -> None:
+        """The vhost is being deleted: every queue (with its messages) and every declared
+        exchange goes, from the store too; the built-in exchanges stay with the object."""
+        for name in list(self.queues):
+            self.delete_queue(name)
+        for name in list(self.exchanges):
+            if name in self.exchanges and name != "" and not name.startswith("amq."):
+                self.delete_exchange(name)
 
     # -- bindings -----------------------------------------------------------------------
 

@@ -28,8 +28,6 @@ log = logging.getLogger("broker.websocket")
 
 __all__ = ["SUBPROTOCOLS", "endpoint"]
 
-#: Seconds a connection without credentials on the upgrade has to send its first frame.
-AUTH_TIMEOUT = 30.0
 #: A peer that accepts none of our frames for this long is dropped.
 SEND_TIMEOUT = 60.0
 #: Close codes for input the connection cannot take (RFC 6455 7.4.1).
@@ -37,11 +35,14 @@ SEND_TIMEOUT = 60.0
 PING_INTERVAL = 30.0
 
 
-def endpoint(broker: Broker) -> Callable[[WebSocket, Request], Awaitable[None]]:
-    """The handler for ``HttpApp.websocket("/ws", SUBPROTOCOLS, ...)``."""
+def endpoint(
+    broker: Broker, auth_timeout: float
+) -> Callable[[WebSocket, Request], Awaitable[None]]:
+    """The handler for ``HttpApp.websocket("/ws", SUBPROTOCOLS, ...)``; a connection
+    without credentials on the upgrade has ``auth_timeout`` seconds for its first frame."""
 
     async def handler(websocket: WebSocket, request: Request) -> None:
-        await serve(broker, websocket, request)
+        await serve(broker, websocket, request, auth_timeout)
 
     return handler
 
@@ -60,7 +61,9 @@ class _Wakeup:
         self._event = trio.Event()
 
 
-async def serve(broker: Broker, websocket: WebSocket, request: Request) -> None:
+async def serve(
+    broker: Broker, websocket: WebSocket, request: Request, auth_timeout: float
+) -> None:
     """Run one native-protocol connection until either side closes it."""
     output, room, held = _Wakeup(), _Wakeup(), _Wakeup()
 
@@ -88,7 +91,7 @@ async def serve(broker: Broker, websocket: WebSocket, request: Request) -> None:
             nursery.start_soon(_write, conn, websocket, output, room)
             nursery.start_soon(_confirm, broker, conn, held)
             nursery.start_soon(_ping, websocket, activity)
-            await _read(broker, conn, websocket, room, activity)
+            await _read(broker, conn, websocket, room, activity, auth_timeout)
             nursery.cancel_scope.cancel()
     except* WebSocketClosed:
         pass
@@ -103,10 +106,11 @@ async def _read(
     websocket: WebSocket,
     room: _Wakeup,
     activity: list[float],
+    auth_timeout: float,
 ) -> None:
     """Hand each message to the state machine until the client goes or must go."""
     if conn.user is None and conn.closing is None:
-        with trio.move_on_after(AUTH_TIMEOUT) as waited:
+        with trio.move_on_after(auth_timeout) as waited:
             conn.receive_many(await _receive(websocket))
         if waited.cancelled_caught:
             event(log, logging.INFO, "websocket login timeout", peer=conn.peer)

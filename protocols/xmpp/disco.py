@@ -97,7 +97,13 @@ def _account_info(
     if query.get("node") is not None:
         session.send(error_reply(iq, "item-not-found"))
         return
-    session.send(iq_result(iq, info(ACCOUNT_IDENTITY, front.account_features, None)))
+    result = info(ACCOUNT_IDENTITY, front.account_features, None)
+    for position, (category, kind, name) in enumerate(front.account_identities, 1):
+        ident = result.makeelement(f"{{{NS_INFO}}}identity", category=category, type=kind)
+        if name:
+            ident.set("name", name)
+        result.insert(position, ident)
+    session.send(iq_result(iq, result))
 
 
 def _account_items(session: Session, iq: etree._Element, query: etree._Element) -> None:

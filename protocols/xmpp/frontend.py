@@ -26,6 +26,7 @@ from protocols.xmpp import (
     disco,
     offline,
     ping,
+    pubsub,
     register,
     version,
 )
@@ -35,6 +36,7 @@ from protocols.xmpp.connection import StreamSettings, XMPPConnection
 from protocols.xmpp.framing import STREAM, Framing
 from protocols.xmpp.jid import JID, InvalidJID, parse_jid
 from protocols.xmpp.mam import ArchiveQueries
+from protocols.xmpp.muc.service import MUCService
 from protocols.xmpp.offline import OfflineStore
 from protocols.xmpp.presence import PresenceService
 from protocols.xmpp.session import Session
@@ -98,6 +100,8 @@ class XMPPFrontEnd:
         #: disco#items (component JID -> name): modules add what they implement
         self.disco_features: set[str] = set()
         self.account_features: set[str] = set()
+        #: identities of accounts beside account/registered (PEP's pubsub/pep)
+        self.account_identities: list[tuple[str, str, str]] = []
         self.disco_items: dict[str, str] = {}
         #: services on subdomains, by domain (see ``Component``)
         self.components: dict[str, Component] = {}
@@ -112,6 +116,8 @@ class XMPPFrontEnd:
         self.on_idle: Callable[[], None] | None = None
         self.server_iq[("set", f"{{{NS_SESSION}}}session")] = _session_established
         self.presence = PresenceService(self)
+        #: called with every presence a session sends, after it was routed
+        self.presence_observers: list[Callable[[Session, etree._Element], None]] = []
         #: top-level elements other than stanzas, by qualified tag
         self.nonzas: dict[str, NonzaHandler] = {}
         self.sm = StreamManager(self, settings.resume_timeout)
@@ -121,6 +127,8 @@ class XMPPFrontEnd:
         ArchiveQueries(self.archive).install(self)
         carbons.install(self)
         self.exchange_bridge = ExchangeBridge(self)
+        self.pubsub, self.pep = pubsub.install(self)
+        self.components[f"conference.{self.domain}"] = MUCService(self)
 
     # --- connections -----------------------------------------------------------------
 
@@ -391,6 +399,8 @@ class XMPPFrontEnd:
             return
         self.presence.route(session, el)
         self.offline.hand_over(session)
+        for observer in self.presence_observers:
+            observer(session, el)
 
     def route_iq(self, session: Session, iq: etree._Element) -> None:
         if self.blocking.refuses(session, iq):

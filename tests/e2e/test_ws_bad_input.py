@@ -78,3 +78,12 @@ def test_upgrade_without_the_subprotocol_is_refused(broker: BrokerProcess) -> No
     assert refused.value.response.status_code == 400
     with pytest.raises(InvalidStatus):
         connect(url(broker), subprotocols=["mqtt"], open_timeout=TIMEOUT).close()  # type: ignore[list-item]
+
+
+def test_a_silent_connection_without_credentials_is_closed_after_the_auth_timeout(
+    broker_factory: BrokerFactory, native: NativeClients
+) -> None:
+    broker = broker_factory({"limits": {"ws_auth_timeout": 1}})
+    silent = native(broker)
+    assert closed_with(silent) == 1008
+    broker.wait_logged("websocket login timeout", 1)

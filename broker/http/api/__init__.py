@@ -5,7 +5,7 @@ concerns their vhosts; changes need the ``administrator`` tag."""
 from __future__ import annotations
 
 from broker.core import Broker
-from broker.http.api import connections, overview, publish, topology, users
+from broker.http.api import connections, overview, publish, topology, users, vhosts
 from broker.http.api.overview import Listeners
 from broker.http.api.routing import PREFIX, Router
 from broker.http.app import HttpApp
@@ -18,4 +18,5 @@ def install(app: HttpApp, broker: Broker, listeners: Listeners) -> None:
     topology.install(router)
     publish.install(router)
     users.install(router)
+    vhosts.install(router)
     app.route(PREFIX, router)

@@ -1,4 +1,4 @@
-"""GET /api/overview, /api/whoami and /api/vhosts: the broker at a glance."""
+"""GET /api/overview and /api/whoami: the broker at a glance."""
 
 from __future__ import annotations
 
@@ -60,14 +60,5 @@ def install(router: Router, listeners: Listeners) -> None:
     def whoami(call: Call) -> Response:
         return json_response({"name": call.user.name, "tags": list(call.user.tags)})
 
-    def vhosts(call: Call) -> Response:
-        return json_response(
-            [
-                {"name": v.name, **queue_totals(list(v.queues.values()))}
-                for v in call.visible_vhosts()
-            ]
-        )
-
     router.add("GET", "overview", overview)
     router.add("GET", "whoami", whoami)
-    router.add("GET", "vhosts", vhosts)

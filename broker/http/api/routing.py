@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -16,11 +16,14 @@ from broker.auth import AuthError, User, has_vhost_access
 from broker.core import Broker
 from broker.errors import BrokerError
 from broker.http.app import Request, Response
+from broker.store.base import StoreError
 from broker.vhost import VHost
 
 PREFIX = "/api/"
 ADMINISTRATOR = "administrator"
 REALM = 'Basic realm="broker management"'
+#: methods that change something: their success is answered once the store has it
+CHANGES = frozenset({"PUT", "POST", "DELETE"})
 
 
 class ApiError(Exception):
@@ -104,6 +107,19 @@ def no_content() -> Response:
     return Response(204, content_type="application/json")
 
 
+def tags_field(body: dict[str, Any]) -> list[str] | None:
+    """A body's ``tags``: RabbitMQ accepts a comma-separated string or (since 3.12) a
+    list."""
+    tags = body.get("tags")
+    if tags is None:
+        return None
+    if isinstance(tags, str):
+        return [t.strip() for t in tags.split(",") if t.strip()]
+    if isinstance(tags, list) and all(isinstance(t, str) for t in tags):
+        return tags
+    raise bad_request("'tags' must be a string or a list of strings")
+
+
 def _jsonable(value: Any) -> Any:
     """Values AMQP tables may hold that JSON has no type for."""
     if isinstance(value, bytes | bytearray | memoryview):
@@ -133,15 +149,27 @@ class Router:
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         self._routes.append((method, tuple(pattern.strip("/").split("/")), handler))
 
-    def __call__(self, request: Request) -> Response:
+    def __call__(self, request: Request) -> Response | Awaitable[Response]:
         try:
             handler, params = self._match(request)
             user = self._authenticate(request)
-            return handler(Call(request, user, params, self._broker))
+            response = handler(Call(request, user, params, self._broker))
         except BrokerError as exc:  # the core refused: its AMQP reply code says why
             return self._error_response(request, refused(exc))
         except ApiError as exc:
             return self._error_response(request, exc)
+        if request.method in CHANGES and response.status < 300:
+            return self._durable(response)
+        return response
+
+    async def _durable(self, response: Response) -> Response:
+        """A change is confirmed once it is on disk, so it survives a kill -9 after the
+        answer."""
+        try:
+            await self._broker.store.sync()
+        except StoreError as exc:
+            return json_response({"error": "internal_error", "reason": str(exc)}, 500)
+        return response
 
     @staticmethod
     def _error_response(request: Request, exc: ApiError) -> Response:

@@ -6,7 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from broker.auth import User
-from broker.http.api.routing import Call, Router, bad_request, json_response, no_content, not_found
+from broker.http.api.routing import (
+    Call,
+    Router,
+    bad_request,
+    json_response,
+    no_content,
+    not_found,
+    tags_field,
+)
 from broker.http.app import Response
 
 
@@ -25,18 +33,6 @@ def _permissions(user: User) -> list[dict[str, str]]:
         }
         for vhost, p in sorted(user.permissions.items())
     ]
-
-
-def _tags(body: dict[str, Any]) -> list[str] | None:
-    """RabbitMQ accepts tags as a comma-separated string or (since 3.12) a list."""
-    tags = body.get("tags")
-    if tags is None:
-        return None
-    if isinstance(tags, str):
-        return [t.strip() for t in tags.split(",") if t.strip()]
-    if isinstance(tags, list) and all(isinstance(t, str) for t in tags):
-        return tags
-    raise bad_request("'tags' must be a string or a list of strings")
 
 
 def install(router: Router) -> None:
@@ -58,7 +54,7 @@ def install(router: Router) -> None:
         """Create a user (a password is required) or change its password and tags."""
         call.require_admin()
         users, name, body = call.broker.users, call.params["name"], call.body()
-        password, tags = body.get("password"), _tags(body)
+        password, tags = body.get("password"), tags_field(body)
         if password is not None and not isinstance(password, str):
             raise bad_request("'password' must be a string")
         try:
