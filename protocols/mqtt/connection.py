@@ -32,6 +32,7 @@ from protocols.mqtt.mapping import (
 )
 from protocols.mqtt.mapping5 import (
     build_publish,
+    build_publishes,
     encode_publish5,
     inbound_template,
     message_from_publish5,
@@ -39,7 +40,7 @@ from protocols.mqtt.mapping5 import (
     publish_template,
     share_key,
 )
-from protocols.mqtt.properties import TOPIC_ALIAS_INVALID
+from protocols.mqtt.properties import TOPIC_ALIAS_INVALID, encode_varint
 from protocols.mqtt.reasons import (
     BAD_AUTH_METHOD,
     BAD_CREDENTIALS,
@@ -760,6 +761,29 @@ class MQTTConnection:
             self._stream = (message.properties, message.extra, topic, template)
             self.live_key = share_key(template, topic)
         return data
+
+    def publish_run(self, messages: list[Message]) -> bytes | None:
+        """The QoS 0 PUBLISH packets of a run (one topic, properties and extra; no expiry)
+        for this MQTT 5 client, joined, or None when not all fit its Maximum Packet Size.
+        Subscribers that encode alike share the run's bytes through its first message."""
+        first = messages[0]
+        data = self.publish_packet(first, 0, None, False)
+        stream = self._stream
+        if data is None or stream is None or len(messages) == 1:
+            return data
+        key = (self.live_key, len(messages))
+        cache = first.cache
+        if cache is None:
+            cache = first.cache = {}
+        joined = cache.get(key)
+        if joined is None:
+            bodies = [message.body for message in messages[1:]]
+            head, tail = template = stream[3]
+            largest = len(head) + len(tail) + max(map(len, bodies))
+            if 1 + len(encode_varint(largest)) + largest > self.max_packet_out:
+                return None
+            joined = cache[key] = data + build_publishes(template, bodies)
+        return joined
 
     def _publish_packet5(
         self,

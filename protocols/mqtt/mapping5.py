@@ -218,6 +218,19 @@ def build_publish(
     return b"".join((fixed, head, tail, body))
 
 
+def build_publishes(template: tuple[bytes, bytes], bodies: list[bytes]) -> bytes:
+    """QoS 0 PUBLISH packets from one ``publish_template``, one per body, joined: bodies of
+    one size (a telemetry stream's) share their packet head, so the run is one join."""
+    head, tail = template
+    size = len(bodies[0])
+    if any(len(body) != size for body in bodies):
+        return b"".join([build_publish(template, body, 0, None, False, False) for body in bodies])
+    length = len(head) + len(tail) + size
+    fixed = bytes((0x30, length)) if length < 128 else b"\x30" + encode_varint(length)
+    prefix = b"".join((fixed, head, tail))
+    return prefix + prefix.join(bodies)
+
+
 def publish_template(message: Message, topic: str, alias: int) -> tuple[bytes, bytes]:
     """The parts of a PUBLISH around the packet id, for messages of one stream (the same
     properties and extra) under one topic and alias: (topic with its length, property

@@ -210,19 +210,22 @@ class Session:
             or len(conn.outbox) > OUTPUT_HIGH_WATER
         ):
             return 0
-        packets: list[bytes] = []
         if conn.level < 5:
+            packets = []
             for message in messages:
                 cache = message.cache
                 packet = cache.get(V3_LIVE) if cache is not None else None
                 packets.append(packet or encode_qos0(message, False))
-        else:
-            for message in messages:
-                packet = conn.publish_packet(message, 0, None, False)
-                if packet is not None:  # else too big for the client: dropped
-                    packets.append(packet)
-        if packets:
             conn.send_publishes(b"".join(packets), len(packets))
+            return len(messages)
+        joined = conn.publish_run(messages)
+        if joined is not None:
+            conn.send_publishes(joined, len(messages))
+            return len(messages)
+        for message in messages:  # some are too big for the client: those are dropped
+            packet = conn.publish_packet(message, 0, None, False)
+            if packet is not None:
+                conn.send_publish(packet)
         return len(messages)
 
     def queue_deleted(self, queue: Queue) -> None:

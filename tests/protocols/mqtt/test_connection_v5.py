@@ -406,3 +406,39 @@ def test_reason_strings_unless_the_client_asks_for_none(front: MQTTFrontEnd) -> 
         assert puback.properties.get("reason_string") == expected
     [disconnect] = client.send(codec.Publish("", b"x", 0, False, False, None, {"topic_alias": 9}))
     assert disconnect.properties["reason_string"]  # DISCONNECT always explains itself
+
+
+def _run(topic: str, bodies: list[bytes]) -> list[codec.Publish]:
+    """One publisher's stream: the same topic and user property before each body."""
+    user = {"user_property": [("k", "v")]}
+    return [codec.Publish(topic, body, 0, False, False, None, dict(user)) for body in bodies]
+
+
+def test_a_run_reaches_subscribers_whole_and_in_order(front: MQTTFrontEnd) -> None:
+    subs = [Client5(front) for _ in range(3)]
+    for index, sub in enumerate(subs):
+        sub.connect5(f"s{index}", topic_alias_maximum=10)
+        sub.subscribe(("run/#", 0))
+    pub = Client5(front)
+    pub.connect5("p")
+    alike = [bytes([i]) * 40 for i in range(30)]  # one size: the run is one join
+    mixed = [b"longer" * 30, b"", b"x"]
+    pub.send(*_run("run/a", alike))
+    pub.send(*_run("run/a", mixed))
+    bodies = alike + mixed
+    for sub in subs:
+        got = sub.received()
+        assert [p.payload for p in got] == bodies
+        assert all(p.properties["user_property"] == [("k", "v")] for p in got)
+        assert got[0].topic == "run/a" and all(p.topic == "" for p in got[1:])  # an alias
+
+
+def test_a_run_skips_what_exceeds_the_maximum_packet_size(front: MQTTFrontEnd) -> None:
+    sub = Client5(front)
+    sub.connect5("s", maximum_packet_size=100)
+    sub.subscribe(("run/#", 0))
+    pub = Client5(front)
+    pub.connect5("p")
+    bodies = [b"a" * 40, b"b" * 40, b"c" * 200, b"d" * 40, b"e" * 95]
+    pub.send(*_run("run/b", bodies))
+    assert [p.payload for p in sub.received()] == [b"a" * 40, b"b" * 40, b"d" * 40]
