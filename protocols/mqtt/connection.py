@@ -558,9 +558,8 @@ class MQTTConnection:
                 payloads = [packets[i].payload for i in range(index, end)]
                 messages = messages_from_publish5(topic, payloads, qos, properties, self, user)
                 if first.raw is not None:  # QoS 0: a subscriber encoding alike gets it as is
-                    key = share_key(inbound_template(first.raw), topic)
-                    for offset, message in enumerate(messages, index):
-                        message.cache = {key: packets[offset].raw}
+                    # (the first only: the rest of a run goes out as one join of bodies)
+                    messages[0].cache = {share_key(inbound_template(first.raw), topic): first.raw}
             else:
                 messages = messages_from_publishes(topic, packets[index:end], qos, self, user)
             try:
