@@ -170,11 +170,24 @@ def data_frame(message: bytes | bytearray | memoryview | str) -> bytes:
         payload, first = message.encode(), 0x80 | _TEXT
     else:
         payload, first = message, 0x80 | _BINARY
-    size = len(payload)
+    return _header(first, len(payload)) + payload
+
+
+def data_frames(messages: list[bytes | str]) -> bytes:
+    """The data frames of several messages, joined; binary messages of one size (a stream
+    of deliveries) share their header, so they are framed in one join."""
+    first = messages[0]
+    if type(first) is bytes:
+        size = len(first)
+        if all(type(message) is bytes and len(message) == size for message in messages):
+            header = _header(0x80 | _BINARY, size)
+            return header + header.join(messages)  # type: ignore[arg-type]
+    return b"".join([data_frame(message) for message in messages])
+
+
+def _header(first: int, size: int) -> bytes:
     if size < 126:
-        header = bytes((first, size))
-    elif size < 1 << 16:
-        header = bytes((first, 126)) + size.to_bytes(2, "big")
-    else:
-        header = bytes((first, 127)) + size.to_bytes(8, "big")
-    return header + payload
+        return bytes((first, size))
+    if size < 1 << 16:
+        return bytes((first, 126)) + size.to_bytes(2, "big")
+    return bytes((first, 127)) + size.to_bytes(8, "big")

@@ -26,7 +26,14 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import CloseReason
 
-from broker.http.frames import BadText, DataFrameReader, FrameTooBig, NotBinary, data_frame
+from broker.http.frames import (
+    BadText,
+    DataFrameReader,
+    FrameTooBig,
+    NotBinary,
+    data_frame,
+    data_frames,
+)
 from broker.log import event as log_event
 
 log = logging.getLogger("broker.http")
@@ -189,7 +196,10 @@ class WebSocket:
         """Several messages in one write."""
         if self.connection.state != ConnectionState.OPEN:
             raise WebSocketClosed(self.close_code or CloseReason.NORMAL_CLOSURE)
-        await self._send(b"".join([self._frame(m) for m in messages]))
+        if self._compressed:
+            await self._send(b"".join([self._frame(m) for m in messages]))
+        else:
+            await self._send(data_frames(messages))
 
     def _frame(self, message: bytes | bytearray | memoryview | str) -> bytes:
         if self._compressed:

@@ -58,6 +58,28 @@ class Codec:
     def encode(self, frame: dict[str, Any]) -> bytes | str:
         raise NotImplementedError
 
+    def plain_publish(self, data: bytes | str) -> tuple[str, bytes] | None:
+        """(topic, payload) of a plain publish (``op``, ``topic`` and ``payload`` only) laid
+        out as one ``learn_plain`` saw, read without decoding; None: decode it."""
+        return None
+
+    def learn_plain(self, data: bytes | str, frame: dict[str, Any]) -> None:
+        """``data`` decoded to the plain publish ``frame``: its layout may be learned."""
+
+    def message_frames(
+        self, topic: str | None, properties: dict[str, Any], bodies: list[bytes]
+    ) -> list[bytes | str]:
+        """The delivery frames of messages that share topic and properties."""
+        frames = []
+        for body in bodies:
+            frame: dict[str, Any] = {"op": "message"}
+            if topic is not None:
+                frame["topic"] = topic
+            put_payload(frame, body, self.binary)
+            frame["properties"] = properties
+            frames.append(self.encode(frame))
+        return frames
+
 
 class JsonCodec(Codec):
     name = JSON
@@ -75,8 +97,21 @@ class JsonCodec(Codec):
 
 
 class MsgpackCodec(Codec):
+    """msgpack frames.  A publisher's stream of plain publishes repeats one layout (map
+    header, op, topic, the payload key) before each payload: once one was decoded, the
+    next are read by that prefix alone, as the MQTT decoder reads repeated packet heads.
+    Delivery frames of a run are built around their payloads likewise.  Both hand-written
+    paths are held against msgpack by the tests."""
+
     name = MSGPACK
     binary = True
+
+    def __init__(self) -> None:
+        self._packer = msgpack.Packer(use_bin_type=True, default=_msgpack_value)
+        #: the learned prefix of a plain publish up to its payload, and that topic
+        self._plain: tuple[bytes, str] | None = None
+        #: the prefix with the bin header of the last payload size, and the frame's size
+        self._sized: tuple[bytes, int] = (b"", -1)
 
     def decode(self, data: bytes | str) -> dict[str, Any]:
         if isinstance(data, str):
@@ -87,11 +122,71 @@ class MsgpackCodec(Codec):
             raise FrameError(f"malformed msgpack: {exc}") from None
         return _map(frame)
 
-    def __init__(self) -> None:
-        self._packer = msgpack.Packer(use_bin_type=True, default=_msgpack_value)
-
     def encode(self, frame: dict[str, Any]) -> bytes:
         return self._packer.pack(frame)
+
+    def plain_publish(self, data: bytes | str) -> tuple[str, bytes] | None:
+        plain = self._plain
+        if plain is None or type(data) is not bytes:
+            return None
+        head, size = self._sized
+        if len(data) == size and data.startswith(head):  # a stream's payloads of one size
+            return plain[1], data[len(head) :]
+        prefix = plain[0]
+        if not data.startswith(prefix):
+            return None
+        payload = _bin_value(data, len(prefix))
+        if payload is None:
+            return None
+        self._sized = (data[: len(data) - len(payload)], len(data))
+        return plain[1], payload
+
+    def learn_plain(self, data: bytes | str, frame: dict[str, Any]) -> None:
+        payload = frame.get("payload")
+        if type(data) is not bytes or type(payload) is not bytes or len(frame) != 3:
+            return
+        value = _bin_header(len(payload)) + payload
+        if data.endswith(value):  # the payload comes last: the rest is the prefix
+            self._plain = (data[: len(data) - len(value)], frame["topic"])
+
+    def message_frames(
+        self, topic: str | None, properties: dict[str, Any], bodies: list[bytes]
+    ) -> list[bytes | str]:
+        pack = self._packer.pack
+        head = [self._packer.pack_map_header(4 if topic is not None else 3)]
+        head += [pack("op"), pack("message")]
+        if topic is not None:
+            head += [pack("topic"), pack(topic)]
+        head.append(pack("payload"))
+        before, after = b"".join(head), pack("properties") + pack(properties)
+        size = len(bodies[0])
+        if all(len(body) == size for body in bodies):
+            before += _bin_header(size)
+            return [before + body + after for body in bodies]
+        return [b"".join((before, _bin_header(len(body)), body, after)) for body in bodies]
+
+
+def _bin_header(size: int) -> bytes:
+    """msgpack's bin 8/16/32 header for ``size`` bytes."""
+    if size < 1 << 8:
+        return bytes((0xC4, size))
+    if size < 1 << 16:
+        return b"\xc5" + size.to_bytes(2, "big")
+    return b"\xc6" + size.to_bytes(4, "big")
+
+
+def _bin_value(data: bytes, at: int) -> bytes | None:
+    """The bytes of the bin value at ``at`` if it ends exactly where ``data`` does."""
+    if at >= len(data):
+        return None
+    kind = data[at]
+    width = 1 if kind == 0xC4 else 2 if kind == 0xC5 else 4 if kind == 0xC6 else 0
+    if not width:
+        return None
+    start = at + 1 + width
+    if start + int.from_bytes(data[at + 1 : start], "big") != len(data):
+        return None
+    return data[start:]
 
 
 def codec_for(subprotocol: str | None) -> Codec:

@@ -224,9 +224,19 @@ class NativeConnection:
         publisher's stream is.  Permission changes apply from the next read on."""
         run: list[Message] = []
         self._verdicts_current()
+        plain_publish = self.codec.plain_publish
         for data in messages:
             if self.closing is not None or self.closed:
                 break
+            known = plain_publish(data) if self.user is not None else None
+            if known is not None:  # laid out as the last plain publish: no decoding
+                topic, body = known
+                key = self._publish_keys.get(topic)
+                if key is not None:
+                    if run and run[0].routing_key != key:
+                        run = self._route(run)
+                    run.append(self._topic_message(topic, key, body))
+                    continue
             try:
                 frame = self.codec.decode(data)
             except FrameError as exc:
@@ -245,6 +255,7 @@ class NativeConnection:
                     run = self._route(run)
                     self._error(None, refused.code, refused.message)
                     continue
+                self.codec.learn_plain(data, frame)
                 if run and run[0].routing_key != message.routing_key:
                     run = self._route(run)
                 run.append(message)
@@ -262,6 +273,9 @@ class NativeConnection:
             except FrameError as exc:
                 raise Refused(BAD_REQUEST, str(exc)) from None
         key = self._publish_keys.get(topic) or self._topic_key(topic)
+        return self._topic_message(topic, key, body)
+
+    def _topic_message(self, topic: str, key: str, body: bytes) -> Message:
         return Message(
             TOPIC_EXCHANGE, key, body, EMPTY_PROPERTIES, None, self, self.username, None, topic
         )
@@ -459,16 +473,15 @@ class NativeConnection:
         topic = first.topic or key_to_mqtt(first.routing_key)
         if self._filtered and not self._acl_allows(topic, "subscribe"):
             return
-        name = self.codec.name
-        frames = []
-        for message in messages:
-            cache = message.cache
-            if cache is None:
-                cache = message.cache = {}
-            data = cache.get(name)
-            if data is None:
-                data = cache[name] = self.codec.encode(self._message_frame(message, topic))
-            frames.append(data)
+        cache = first.cache
+        if cache is None:
+            cache = first.cache = {}
+        key = (self.codec.name, len(messages))  # the first message of a run stands for it
+        frames = cache.get(key)
+        if frames is None:
+            properties = properties_frame(first.properties)
+            bodies = [message.body for message in messages]
+            frames = cache[key] = self.codec.message_frames(topic, properties, bodies)
         self._put_many(frames)
         self._counts.messages_out += len(frames)
 

@@ -16,6 +16,7 @@ from broker.http.frames import (
     FrameTooBig,
     NotBinary,
     data_frame,
+    data_frames,
     unmask,
 )
 
@@ -120,6 +121,13 @@ def test_a_text_frame_is_not_stream_data() -> None:
 def test_server_frames_read_back_by_wsproto(sent: list[bytes | str]) -> None:
     client = Connection(ConnectionType.CLIENT)
     client.receive_data(b"".join(data_frame(m) for m in sent))
+    assert payloads(list(client.events())) == sent
+
+
+@given(messages | runs.map(_run_messages))
+def test_joined_server_frames_read_back_by_wsproto(sent: list[bytes | str]) -> None:
+    client = Connection(ConnectionType.CLIENT)
+    client.receive_data(data_frames(sent))
     assert payloads(list(client.events())) == sent
 
 

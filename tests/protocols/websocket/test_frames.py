@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import decimal
 
+import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -117,3 +118,71 @@ def test_header_values_without_a_frame_type_are_written_as_text(codec) -> None:
     assert headers["when"] == when.isoformat() and headers["price"] == "1.50"
     assert headers["raw"] in ("ok", b"ok")
     assert "cluster_id" not in frame["properties"]
+
+
+#: runs of bodies of the sizes around msgpack's bin 8/16/32 boundaries (cheap to make: one
+#: byte repeated)
+sizes = st.sampled_from([0, 1, 255, 256, 65_535, 65_536])
+bodies = st.lists(st.tuples(sizes, st.integers(0, 255)), min_size=1, max_size=3).map(
+    lambda specs: [bytes([fill]) * size for size, fill in specs]
+)
+topics = st.none() | st.text(max_size=20)
+properties = st.fixed_dictionaries(
+    {},
+    optional={
+        "content_type": st.text(max_size=10),
+        "headers": st.dictionaries(st.text(max_size=5), st.integers(-(2**63), 2**63 - 1)),
+    },
+)
+
+
+@given(topics, properties, st.lists(bodies, min_size=1, max_size=3))
+def test_msgpack_delivery_frames_are_what_msgpack_packs(topic, props, runs) -> None:
+    codec = MsgpackCodec()
+    for run in runs:
+        expected = []
+        for body in run:
+            frame = {"op": "message"}
+            if topic is not None:
+                frame["topic"] = topic
+            frame |= {"payload": body, "properties": props}
+            expected.append(msgpack.packb(frame, use_bin_type=True))
+        assert codec.message_frames(topic, props, run) == expected
+
+
+@given(st.text(max_size=20), st.lists(st.binary(max_size=70_000), min_size=1, max_size=4))
+def test_a_learned_publish_layout_reads_like_msgpack(topic: str, payloads: list[bytes]) -> None:
+    codec = MsgpackCodec()
+    first = msgpack.packb({"op": "publish", "topic": topic, "payload": payloads[0]})
+    codec.learn_plain(first, codec.decode(first))
+    for payload in payloads:
+        data = msgpack.packb({"op": "publish", "topic": topic, "payload": payload})
+        assert codec.plain_publish(data) == (topic, payload)
+
+
+@given(st.binary(max_size=300))
+def test_anything_else_is_left_to_msgpack(data: bytes) -> None:
+    """After learning, any bytes are either read as msgpack would read them or not at all."""
+    codec = MsgpackCodec()
+    first = msgpack.packb({"op": "publish", "topic": "t", "payload": b"x"})
+    codec.learn_plain(first, codec.decode(first))
+    prefix = first[:-3]
+    for candidate in (data, prefix + data):
+        known = codec.plain_publish(candidate)
+        if known is not None:
+            assert msgpack.unpackb(candidate) == {
+                "op": "publish",
+                "topic": known[0],
+                "payload": known[1],
+            }
+
+
+def test_other_layouts_are_not_learned() -> None:
+    codec = MsgpackCodec()
+    payload_first = msgpack.packb({"payload": b"x", "op": "publish", "topic": "t"})
+    codec.learn_plain(payload_first, codec.decode(payload_first))
+    assert codec.plain_publish(payload_first) is None
+    text = msgpack.packb({"op": "publish", "topic": "t", "payload": "text"})
+    codec.learn_plain(text, codec.decode(text))
+    assert codec.plain_publish(text) is None
+    assert JsonCodec().plain_publish('{"op":"publish","topic":"t","payload":"x"}') is None
