@@ -256,28 +256,32 @@ class NotificationBridge:
                 if plain is None:
                     plain = self._events(topic, messages, False)
                 events = plain
-            parts: list[bytes] = []
-            for event_bytes in events:
-                parts += (target.opening, event_bytes, target.closing)
-            self._deliver(target, b"".join(parts))
+            opening, closing = target.opening, target.closing
+            self._deliver(target, opening + (closing + opening).join(events) + closing)
         self.front.counts.messages_out += len(targets) * len(messages)
 
     def _events(self, topic: str, messages: list[Message], with_payload: bool) -> list[bytes]:
-        """Each message's items event."""
+        """Each message's items event (a run shares topic and properties)."""
         events = []
         publisher: str | None = None
         before = after = b""
+        first = messages[0]
+        encode = payloads.encoder(first.properties.content_type) if with_payload else None
+        # ordinary publishes (the run shares their properties) all get fresh ids
+        fresh = not first.properties.message_id and not (first.extra and first.extra.get("retain"))
         for message in messages:
             if not before or message.publisher != publisher:
                 publisher = message.publisher
                 heads = self._items_heads.get((topic, publisher))
                 before, after = heads or self._item_head(topic, publisher)
-            ident = item_id(message)
-            if not ident.startswith(_RUN):  # a client's id may need escaping, ours never
-                ident = _attr(ident)
-            if with_payload:
-                payload = payloads.to_bytes(message.body, message.properties.content_type)
-                parts = (before, ident.encode(), after, b">", payload, _ITEM_END)
+            if fresh:
+                ident = fresh_id()
+            else:
+                ident = item_id(message)
+                if not ident.startswith(_RUN):  # a client's id may need escaping, ours never
+                    ident = _attr(ident)
+            if encode is not None:
+                parts = (before, ident.encode(), after, b">", encode(message.body), _ITEM_END)
             else:
                 parts = (before, ident.encode(), after, b"/></items></event>")
             events.append(b"".join(parts))

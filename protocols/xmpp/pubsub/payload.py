@@ -15,6 +15,7 @@ import base64
 import binascii
 import copy
 import re
+from collections.abc import Callable
 
 from lxml import etree
 
@@ -23,6 +24,9 @@ DATA = f"{{{NS_PAYLOAD}}}data"
 XML_TYPE = "application/xml"
 #: characters XML 1.0 cannot carry (section 2.2), even escaped
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+#: the ASCII control bytes among those: a body with one goes out as base64 without being
+#: decoded (no multi-byte UTF-8 sequence holds a byte below 0x80)
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 #: bodies are parsed as carefully as a client's stream: no entities, no DTD, no network
 _PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, load_dtd=False, remove_blank_text=False
@@ -80,15 +84,27 @@ def to_element(body: bytes, content_type: str | None) -> etree._Element:
 def to_bytes(body: bytes, content_type: str | None) -> bytes:
     """``to_element``'s element serialized, without building it for wrapped bodies (one
     encoding per notification fan-out, so this is on the hot path)."""
+    return encoder(content_type)(body)
+
+
+def encoder(content_type: str | None) -> Callable[[bytes], bytes]:
+    """``to_bytes`` for bodies of one content type (a run of one publisher's messages),
+    with what they share made once."""
     if content_type == XML_TYPE:
-        return element_bytes(to_element(body, content_type))
+        return lambda body: element_bytes(to_element(body, content_type))
     head = b'<data xmlns="urn:broker:payload:0"'
     if content_type is not None:
         head += b' content-type="' + _escape(content_type, True).encode() + b'"'
-    text = _text(body)
-    if text is None or NOT_XML.search(text):
-        return head + b' encoding="base64">' + binascii.b2a_base64(body, newline=False) + b"</data>"
-    return head + b' encoding="utf-8">' + _escape(text, False).encode() + b"</data>"
+    as_base64, as_text = head + b' encoding="base64">', head + b' encoding="utf-8">'
+    b2a_base64, control = binascii.b2a_base64, _CONTROL.search
+
+    def encode(body: bytes) -> bytes:
+        text = None if control(body) else _text(body)
+        if text is None or NOT_XML.search(text):
+            return as_base64 + b2a_base64(body, newline=False) + b"</data>"
+        return as_text + _escape(text, False).encode() + b"</data>"
+
+    return encode
 
 
 def _text(body: bytes) -> str | None:
