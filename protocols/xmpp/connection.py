@@ -95,6 +95,8 @@ class XMPPConnection:
         self.secure = secure
         self.outbox = bytearray()
         self.on_output: Callable[[], None] | None = None
+        #: set while publishers wait for this stream's outbox to go out (``backlog_over``)
+        self.on_drained: Callable[[], None] | None = None
         self.parser = framing.parser(settings.max_stanza_size, settings.max_depth)
         self.stream_id = ""
         self.header_sent = False
@@ -125,6 +127,12 @@ class XMPPConnection:
         if was_empty and self.on_output is not None:
             self.on_output()
 
+    def backlog_over(self) -> None:
+        """The outbox went out (or the stream ended): publishers waiting for it go on."""
+        drained, self.on_drained = self.on_drained, None
+        if drained is not None:
+            drained()
+
     def close(self, condition: str | None = None, text: str = "") -> None:
         """End the stream, with a stream error if ``condition`` is given."""
         if self.closing:
@@ -139,6 +147,7 @@ class XMPPConnection:
 
     def _closed(self) -> None:
         self.closing = True
+        self.backlog_over()
         self.parser.close()
         if self.on_output is not None:
             self.on_output()  # the adapter finishes once the outbox is out

@@ -91,6 +91,7 @@ class _Writer:
             outbox.clear()
             with trio.fail_after(SEND_TIMEOUT):
                 await self.stream.send_all(data)
+        self._conn.backlog_over()
 
 
 async def _read(

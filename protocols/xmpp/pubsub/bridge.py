@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import logging
 import secrets
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 from lxml import etree
@@ -43,6 +44,8 @@ MAX_TARGETS = 10_000
 
 #: bytes a subscriber's stream may have waiting before its notifications are dropped
 MAX_BEHIND = 1 << 20
+#: unsent bytes of a subscriber's stream beyond which publishers wait for it
+BACKLOG = 1 << 16
 
 
 class Target(NamedTuple):
@@ -86,6 +89,7 @@ def fresh_id() -> str:
 
 
 _RUN = secrets.token_hex(4)
+_RUN_PREFIX = f"{_RUN}-".encode()
 _COUNTER = itertools.count(1)
 
 
@@ -264,7 +268,7 @@ class NotificationBridge:
         """Each message's items event (a run shares topic and properties)."""
         events = []
         publisher: str | None = None
-        before = after = b""
+        before = after = fresh_head = b""
         first = messages[0]
         encode = payloads.encoder(first.properties.content_type) if with_payload else None
         # ordinary publishes (the run shares their properties) all get fresh ids
@@ -274,16 +278,18 @@ class NotificationBridge:
                 publisher = message.publisher
                 heads = self._items_heads.get((topic, publisher))
                 before, after = heads or self._item_head(topic, publisher)
-            if fresh:
-                ident = fresh_id()
+                fresh_head = before + _RUN_PREFIX
+            if fresh:  # fresh_id's form, its prefix joined once per publisher
+                head, ident_bytes = fresh_head, str(next(_COUNTER)).encode()
             else:
                 ident = item_id(message)
                 if not ident.startswith(_RUN):  # a client's id may need escaping, ours never
                     ident = _attr(ident)
+                head, ident_bytes = before, ident.encode()
             if encode is not None:
-                parts = (before, ident.encode(), after, b">", encode(message.body), _ITEM_END)
+                parts = (head, ident_bytes, after, b">", encode(message.body), _ITEM_END)
             else:
-                parts = (before, ident.encode(), after, b"/></items></event>")
+                parts = (head, ident_bytes, after, b"/></items></event>")
             events.append(b"".join(parts))
         return events
 
@@ -300,9 +306,11 @@ class NotificationBridge:
         return around
 
     def _deliver(self, target: Target, data: bytes) -> None:
-        """To the full JID, or every available resource of a bare one; a resource with
-        ``MAX_BEHIND`` bytes not yet sent misses it (notifications are headlines: a slow
-        reader loses some rather than grow the broker's memory)."""
+        """To the full JID, or every available resource of a bare one.  Past ``BACKLOG``
+        bytes not yet sent, publishers wait for the stream (as for an MQTT subscriber)
+        until it is out, or the stream turns out slow; past ``MAX_BEHIND`` it misses
+        notifications (headlines: a slow reader loses some rather than grow the broker's
+        memory)."""
         resources = self.front.sessions.get(target.bare)
         if not resources:
             return
@@ -312,8 +320,13 @@ class NotificationBridge:
         else:
             sessions = [s for s in resources.values() if s.available]
         for session in sessions:
-            if len(session.conn.outbox) < MAX_BEHIND:
+            conn = session.conn
+            if len(conn.outbox) < MAX_BEHIND:
                 session.send(data)
+                if conn.on_drained is None and len(conn.outbox) > BACKLOG:
+                    flow = self.front.broker.flow
+                    flow.backlog(conn)
+                    conn.on_drained = partial(flow.drained, conn)
 
     def send_retained(self, node: Node, subscription: Subscription) -> None:
         """The last item of each topic the node names, to a new subscription."""

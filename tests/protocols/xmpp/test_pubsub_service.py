@@ -16,7 +16,7 @@ from broker.store.memory import MemoryStore
 from protocols.xmpp.connection import StreamSettings
 from protocols.xmpp.frontend import XMPPFrontEnd
 from protocols.xmpp.jid import parse_jid
-from protocols.xmpp.pubsub.bridge import QUEUE
+from protocols.xmpp.pubsub.bridge import BACKLOG, QUEUE
 from protocols.xmpp.session import Session
 
 NS = "http://jabber.org/protocol/pubsub"
@@ -154,3 +154,33 @@ def test_a_run_of_publishes_is_notified_in_order(front: XMPPFrontEnd) -> None:
     front.broker.vhost().publish_many(run)
     texts = [m.findtext(".//{urn:broker:payload:0}data") for m in _taken(alice)]
     assert texts == ["0", "1", "2"]
+
+
+def test_a_subscriber_falling_behind_holds_publishers_until_its_stream_is_out(
+    front: XMPPFrontEnd,
+) -> None:
+    alice = _session(front, "alice@localhost/desk")
+    subscribe = f"<pubsub xmlns='{NS}'><subscribe node='big/t' jid='alice@localhost'/></pubsub>"
+    _request(front, alice, "set", subscribe)
+    flow = front.broker.flow
+    _publish(front, "big/t", b"x" * 1000)
+    assert not flow.backlogged
+    for _ in range(BACKLOG // 1000):
+        _publish(front, "big/t", b"x" * 1000)
+    assert flow.backlogged  # publishers wait (``FlowControl.wait``) ...
+    alice.conn.outbox.clear()
+    alice.conn.backlog_over()  # ... until the adapter has sent the outbox
+    assert not flow.backlogged
+    _publish(front, "big/t", b"x" * 1000)
+    assert not flow.backlogged
+
+
+def test_a_stream_that_ends_releases_publishers(front: XMPPFrontEnd) -> None:
+    alice = _session(front, "alice@localhost/desk")
+    subscribe = f"<pubsub xmlns='{NS}'><subscribe node='big/t' jid='alice@localhost'/></pubsub>"
+    _request(front, alice, "set", subscribe)
+    for _ in range(BACKLOG // 1000 + 1):
+        _publish(front, "big/t", b"x" * 1000)
+    assert front.broker.flow.backlogged
+    alice.conn.close()
+    assert not front.broker.flow.backlogged
