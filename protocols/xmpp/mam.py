@@ -126,7 +126,7 @@ class ArchiveQueries:
             return
         head = _result_head(session, query.get("queryid"))
         for record in page.items:
-            session.send(_result(head, record))
+            session.send(result_message(head, record))
         fin = etree.Element(f"{{{NS_MAM}}}fin", nsmap={None: NS_MAM})
         if page.complete:
             fin.set("complete", "true")
@@ -163,7 +163,9 @@ def _result_head(session: Session, queryid: str | None) -> bytes:
     ).encode()
 
 
-def _result(head: bytes, record: Record) -> bytes:
+def result_message(head: bytes, record: Record) -> bytes:
+    """One archived stanza as a query result: ``head`` (the message up to the result's
+    id attribute, as MAM queries of accounts and rooms write it) and the forwarded record."""
     return b"".join(
         (
             head,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from lxml import etree
 
 from protocols.xmpp.stream import NS_CLIENT
@@ -13,6 +15,8 @@ CLIENT_NSMAP = {None: NS_CLIENT}
 MESSAGE = f"{{{NS_CLIENT}}}message"
 PRESENCE = f"{{{NS_CLIENT}}}presence"
 IQ = f"{{{NS_CLIENT}}}iq"
+#: a character XML 1.0 cannot carry (text from other protocols is checked before it is sent)
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 #: the error type RFC 6120 8.3.3 gives each condition
 ERROR_TYPES = {

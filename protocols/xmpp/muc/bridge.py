@@ -20,7 +20,6 @@ with a log line.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from typing import TYPE_CHECKING
 
@@ -31,6 +30,7 @@ from broker.log import event
 from broker.message import Message, Properties
 from broker.queues import Queue
 from broker.topics import TOPIC_EXCHANGE, key_to_mqtt, mqtt_to_key
+from protocols.xmpp.stanza import NOT_XML
 
 if TYPE_CHECKING:
     from protocols.xmpp.frontend import XMPPFrontEnd
@@ -44,8 +44,6 @@ TOPIC_PREFIX = "muc/"
 PATTERN = "muc.*"
 #: nick of a bridged message whose publisher has no user name
 ANONYMOUS = "anonymous"
-#: characters XML 1.0 cannot carry
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 def topic_of(room: str) -> str:
@@ -135,7 +133,7 @@ class RoomBridge:
             body = message.body.decode()
         except UnicodeDecodeError:
             body = None
-        if body is None or _NOT_XML.search(body):
+        if body is None or NOT_XML.search(body):
             event(log, logging.INFO, "muc bridge: payload is not XML text", topic=topic)
             return
         room.say(message.publisher or ANONYMOUS, body)

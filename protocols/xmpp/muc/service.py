@@ -23,7 +23,7 @@ from protocols.xmpp.archive import NS_MAM, NS_SID, Record
 from protocols.xmpp.disco import NS_INFO, NS_ITEMS, info
 from protocols.xmpp.forms import FormError
 from protocols.xmpp.jid import JID, InvalidJID, parse_jid
-from protocols.xmpp.mam import DEFAULT_PAGE, MAX_PAGE, NS_FORWARD, BadQuery, parse_filter
+from protocols.xmpp.mam import DEFAULT_PAGE, MAX_PAGE, BadQuery, parse_filter, result_message
 from protocols.xmpp.muc import config as room_config
 from protocols.xmpp.muc.bridge import RoomBridge
 from protocols.xmpp.muc.config import UnacceptableValue
@@ -39,7 +39,6 @@ from protocols.xmpp.muc.room import (
     Room,
 )
 from protocols.xmpp.muc.store import PREFIX, RoomStore
-from protocols.xmpp.offline import NS_DELAY, stamp_time
 from protocols.xmpp.ping import NS_PING
 from protocols.xmpp.session import Session
 from protocols.xmpp.stanza import MESSAGE, PRESENCE, error_reply, iq_result
@@ -351,18 +350,7 @@ class MUCService:
             + " id="
         ).encode()
         for record in page.items:
-            session.send(
-                b"".join(
-                    (
-                        head,
-                        quoteattr(record.id).encode(),
-                        f"><forwarded xmlns='{NS_FORWARD}'><delay xmlns='{NS_DELAY}' "
-                        f"stamp='{stamp_time(record.stamp)}'/>".encode(),
-                        record.stanza,
-                        b"</forwarded></result></message>",
-                    )
-                )
-            )
+            session.send(result_message(head, record))
         fin = etree.Element(f"{{{NS_MAM}}}fin", nsmap={None: NS_MAM})
         if page.complete:
             fin.set("complete", "true")

@@ -19,11 +19,12 @@ from collections.abc import Callable
 
 from lxml import etree
 
+from protocols.xmpp.stanza import NOT_XML
+
 NS_PAYLOAD = "urn:broker:payload:0"
 DATA = f"{{{NS_PAYLOAD}}}data"
 XML_TYPE = "application/xml"
 #: characters XML 1.0 cannot carry (section 2.2), even escaped
-NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 #: the ASCII control bytes among those: a body with one goes out as base64 without being
 #: decoded (no multi-byte UTF-8 sequence holds a byte below 0x80)
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
