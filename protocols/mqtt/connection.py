@@ -770,19 +770,21 @@ class MQTTConnection:
         stream = self._stream
         if data is None or stream is None or len(messages) == 1:
             return data
-        key = (self.live_key, len(messages))
+        # the rest of the run after the first packet, which is this client's own (it may
+        # tell the client the topic's alias): shared by clients of one encoding and limit
+        key = (self.live_key, len(messages), self.max_packet_out)
         cache = first.cache
         if cache is None:
             cache = first.cache = {}
-        joined = cache.get(key)
-        if joined is None:
+        rest = cache.get(key)
+        if rest is None:
             bodies = [message.body for message in messages[1:]]
             head, tail = template = stream[3]
             largest = len(head) + len(tail) + max(map(len, bodies))
             if 1 + len(encode_varint(largest)) + largest > self.max_packet_out:
                 return None
-            joined = cache[key] = data + build_publishes(template, bodies)
-        return joined
+            rest = cache[key] = build_publishes(template, bodies)
+        return data + rest
 
     def _publish_packet5(
         self,

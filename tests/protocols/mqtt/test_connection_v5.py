@@ -442,3 +442,26 @@ def test_a_run_skips_what_exceeds_the_maximum_packet_size(front: MQTTFrontEnd) -
     bodies = [b"a" * 40, b"b" * 40, b"c" * 200, b"d" * 40, b"e" * 95]
     pub.send(*_run("run/b", bodies))
     assert [p.payload for p in sub.received()] == [b"a" * 40, b"b" * 40, b"d" * 40]
+
+
+def test_each_subscriber_of_a_run_learns_its_alias_and_keeps_its_limit(
+    front: MQTTFrontEnd,
+) -> None:
+    early, late, small = Client5(front), Client5(front), Client5(front)
+    early.connect5("early", topic_alias_maximum=10)
+    early.subscribe(("run/#", 0))
+    pub = Client5(front)
+    pub.connect5("p")
+    pub.send(*_run("run/c", [b"first"]))
+    assert early.received()[0].topic == "run/c"  # early knows the alias from here on
+    late.connect5("late", topic_alias_maximum=10)
+    late.subscribe(("run/#", 0))
+    small.connect5("small", topic_alias_maximum=10, maximum_packet_size=60)
+    small.subscribe(("run/#", 0))
+    bodies = [bytes([i]) * 40 for i in range(5)] + [b"z" * 60]
+    pub.send(*_run("run/c", bodies))
+    got_early, got_late, got_small = early.received(), late.received(), small.received()
+    assert [p.topic for p in got_early] == [""] * 6
+    assert got_late[0].topic == "run/c" and got_late[0].properties["topic_alias"] == 1
+    assert [p.payload for p in got_late] == bodies
+    assert [p.payload for p in got_small] == bodies[:5]  # the last is over its limit
