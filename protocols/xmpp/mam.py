@@ -124,15 +124,7 @@ class ArchiveQueries:
         except rsm.BadPage as exc:
             session.send(error_reply(iq, exc.condition, str(exc)))
             return
-        head = _result_head(session, query.get("queryid"))
-        for record in page.items:
-            session.send(result_message(head, record))
-        fin = etree.Element(f"{{{NS_MAM}}}fin", nsmap={None: NS_MAM})
-        if page.complete:
-            fin.set("complete", "true")
-        first, last = (page.items[0].id, page.items[-1].id) if page.items else (None, None)
-        fin.append(rsm.result_set(page, first, last))
-        session.send(iq_result(iq, fin))
+        send_page(session, iq, str(session.bare), query.get("queryid"), page)
 
     def form(self, session: Session, iq: etree._Element, query: etree._Element) -> None:
         """The query form's fields (XEP-0313 section 5.1)."""
@@ -154,16 +146,27 @@ def _own_account(session: Session, iq: etree._Element) -> bool:
         return False
 
 
-def _result_head(session: Session, queryid: str | None) -> bytes:
-    """Everything of a result message before its archive id."""
+def send_page(
+    session: Session, iq: etree._Element, archive: str, queryid: str | None, page: rsm.Page
+) -> None:
+    """A page of query results from the archive at JID ``archive`` (an account's or a
+    room's), one message per record, then the ``fin`` that answers the query."""
     query = "" if queryid is None else f" queryid={quoteattr(queryid)}"
-    return (
-        f"<message xmlns='jabber:client' to={quoteattr(str(session.jid))} "
-        f"from={quoteattr(str(session.bare))}><result xmlns='{NS_MAM}'{query} id="
+    head = (
+        f"<message xmlns='jabber:client' to={quoteattr(session.jid_text)} "
+        f"from={quoteattr(archive)}><result xmlns='{NS_MAM}'{query} id="
     ).encode()
+    for record in page.items:
+        session.send(_result_message(head, record))
+    fin = etree.Element(f"{{{NS_MAM}}}fin", nsmap={None: NS_MAM})
+    if page.complete:
+        fin.set("complete", "true")
+    first, last = (page.items[0].id, page.items[-1].id) if page.items else (None, None)
+    fin.append(rsm.result_set(page, first, last))
+    session.send(iq_result(iq, fin))
 
 
-def result_message(head: bytes, record: Record) -> bytes:
+def _result_message(head: bytes, record: Record) -> bytes:
     """One archived stanza as a query result: ``head`` (the message up to the result's
     id attribute, as MAM queries of accounts and rooms write it) and the forwarded record."""
     return b"".join(

@@ -23,7 +23,7 @@ from protocols.xmpp.archive import NS_MAM, NS_SID, Record
 from protocols.xmpp.disco import NS_INFO, NS_ITEMS, info
 from protocols.xmpp.forms import FormError
 from protocols.xmpp.jid import JID, InvalidJID, parse_jid
-from protocols.xmpp.mam import DEFAULT_PAGE, MAX_PAGE, BadQuery, parse_filter, result_message
+from protocols.xmpp.mam import DEFAULT_PAGE, MAX_PAGE, BadQuery, parse_filter, send_page
 from protocols.xmpp.muc import config as room_config
 from protocols.xmpp.muc.bridge import RoomBridge
 from protocols.xmpp.muc.config import UnacceptableValue
@@ -342,19 +342,5 @@ class MUCService:
             raise MucError("bad-request", str(exc)) from None
         except rsm.BadPage as exc:
             raise MucError(exc.condition, str(exc)) from None
-        queryid = query.get("queryid")
-        head = (
-            f"<message xmlns='{NS_CLIENT}' to={quoteattr(session.jid_text)} "
-            f"from={quoteattr(room.jid_text)}><result xmlns='{NS_MAM}'"
-            + ("" if queryid is None else f" queryid={quoteattr(queryid)}")
-            + " id="
-        ).encode()
-        for record in page.items:
-            session.send(result_message(head, record))
-        fin = etree.Element(f"{{{NS_MAM}}}fin", nsmap={None: NS_MAM})
-        if page.complete:
-            fin.set("complete", "true")
-        first, last = (page.items[0].id, page.items[-1].id) if page.items else (None, None)
-        fin.append(rsm.result_set(page, first, last))
-        session.send(iq_result(iq, fin))
+        send_page(session, iq, room.jid_text, query.get("queryid"), page)
         event(log, logging.DEBUG, "muc archive query", room=room.jid_text, results=len(page.items))
