@@ -52,6 +52,11 @@ class Consumer(Protocol):
     # Optionally, ``deliver_settled(queue, messages) -> int``: take from the front of a
     # run of one publisher's messages (one topic, QoS and properties) as many as can be
     # delivered and settled at once, without a look at each (MQTT QoS 0); how many it took.
+    #
+    # Optionally, ``room() -> int`` (how many deliveries it takes now) with
+    # ``deliver_entries(queue, entries) -> list[bool]``: a sole consumer takes a backlog in
+    # batches (one write each) instead of one ``deliver`` per message; the flags say which
+    # await an ack, as ``deliver``'s result does.
 
 
 _INF = float("inf")
@@ -243,8 +248,9 @@ class Queue:
     def publish_run(self, messages: list[Message]) -> tuple[bool, set[int] | None]:
         """``publish`` each of a run of one publisher's messages, in order.  While the
         queue has no backlog, no TTL, no byte limit and one consumer ready for more, the
-        messages go straight to it with those checks made once for the run; the rest one
-        by one.  Returns whether any was stored and the indexes of the refused ones."""
+        messages go straight to it with those checks made once for the run; the rest are
+        queued together where the checks allow, else one by one.  Returns whether any was
+        stored and the indexes of the refused ones."""
         count = 0
         consumers = self.consumers
         if (
@@ -274,6 +280,11 @@ class Queue:
             self.published += count
             self.delivered += count
         stored = False
+        if count < len(messages) and (
+            self._ready or not consumers or (len(consumers) == 1 and not consumers[0].ready())
+        ):
+            queued, stored = self._enqueue_run(messages, count)
+            count += queued
         refused: set[int] | None = None
         for index in range(count, len(messages)):
             outcome = self.publish(messages[index])
@@ -284,6 +295,35 @@ class Queue:
                     refused = set()
                 refused.add(index)
         return stored, refused
+
+    def _enqueue_run(self, messages: list[Message], start: int) -> tuple[int, bool]:
+        """Queue ``messages[start:]`` where ``publish`` would queue each (a backlog, or no
+        consumer with room), with its checks made once: no TTL, no byte limit, and room
+        for all of them under the length limit.  How many it queued (all or none) and
+        whether any was stored."""
+        ready = self._ready
+        rest = len(messages) - start
+        if self._ttl is not None or self._max_bytes != _INF or len(ready) + rest > self._max_length:
+            return 0, False
+        seq = self._next_seq
+        durable = self.durable
+        stored = False
+        push = self._push
+        for index in range(start, len(messages)):
+            message = messages[index]
+            entry = Entry(message, seq, None)
+            if durable and message.persistent:
+                entry.stored = stored = True
+                self.store.enqueue(
+                    self.vhost.name, self.name, seq, message.storage_id(), stored_form(message)
+                )
+            push(entry)
+            seq += 1
+        self._next_seq = seq
+        self.published += rest
+        if self.consumers and len(ready) >= BACKLOG:
+            self.vhost.flow.backlog(self)
+        return rest, stored
 
     def restore(self, seq: int, message: Message) -> None:
         """Put back a message recovered from the store (startup only)."""
@@ -351,6 +391,9 @@ class Queue:
         """Deliver ready messages while some consumer has room."""
         ready = self._ready
         consumers = self.consumers
+        if len(consumers) == 1 and ready and hasattr(consumers[0], "deliver_entries"):
+            self._dispatch_batches(consumers[0])
+            return
         pop = self._pop
         while ready and consumers:
             if len(consumers) == 1:
@@ -368,6 +411,39 @@ class Queue:
                 self._dead_letter(entry, "expired")
                 continue
             self._deliver(consumer, entry)
+        if len(ready) < BACKLOG // 2:
+            self.vhost.flow.drained(self)
+
+    def _dispatch_batches(self, consumer: Any) -> None:
+        """``dispatch`` to a sole consumer that takes batches: as many entries as it has
+        room for at a time, the expired ones dead-lettered on the way."""
+        ready = self._ready
+        pop = self._pop
+        unacked = self.unacked
+        while ready:
+            room = consumer.room()
+            if room <= 0:
+                break
+            entries = []
+            while ready and len(entries) < room:
+                entry = pop()
+                if (
+                    entry.deadline is not None or entry.message.expires_at is not None
+                ) and entry.expired(time.time()):
+                    self._dead_letter(entry, "expired")
+                    continue
+                entries.append(entry)
+            if not entries:
+                continue
+            self.delivered += len(entries)
+            for entry, awaits_ack in zip(
+                entries, consumer.deliver_entries(self, entries), strict=True
+            ):
+                if awaits_ack:
+                    entry.consumer = consumer
+                    unacked[entry.seq] = entry
+                else:
+                    self._settle(entry)
         if len(ready) < BACKLOG // 2:
             self.vhost.flow.drained(self)
 

@@ -7,6 +7,7 @@ acknowledgements have dedicated fast paths because they dominate broker traffic.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -584,6 +585,16 @@ def _remaining_length(buf: bytes, pos: int, n: int) -> tuple[int, int]:
     return -1, pos
 
 
+#: Most PUBACKs unpacked in one go (one cached unpacker per count up to it).
+PUBACK_RUN = 128
+
+
+@functools.cache
+def _puback_ids(count: int) -> struct.Struct:
+    """Unpacks the packet ids of ``count`` PUBACKs of remaining length 2 in a row."""
+    return struct.Struct(">" + "2xH" * count)
+
+
 class Decoder:
     """Incremental decoder: feed it bytes as they arrive, get back whole packets.
 
@@ -636,24 +647,52 @@ class Decoder:
         heads = self.publish_heads
         # a stream's publishes often repeat one packet head (fixed header, topic, MQTT 5
         # properties) and size: once one was decoded, its followers are known by the head
-        run_head = b""
+        run_head = run_tail = b""  # (the tail: 5.0 QoS 1 property bytes after the packet id)
         run_size = run_qos = 0
         run_topic = ""
         run_properties: Mapping = NO_PROPERTIES
         while pos < n:
             if run_head and buf.startswith(run_head, pos) and pos + run_size <= n:
-                end = pos + run_size
-                at = pos + len(run_head)
-                topic, raw = run_topic, buf[pos:end]
+                # the whole run at once: every following packet that starts with the head
+                size = run_size
+                stop = pos + size
+                while stop + size <= n and buf.startswith(run_head, stop):
+                    stop += size
+                at = len(run_head)
                 if not run_qos:
-                    append(Publish(topic, buf[at:end], 0, False, False, None, run_properties, raw))
-                    pos = end
+                    packets += [
+                        Publish(
+                            run_topic, buf[p + at : p + size], 0, False, False, None,
+                            run_properties, buf[p : p + size],
+                        )
+                        for p in range(pos, stop, size)
+                    ]  # fmt: skip
+                    pos = stop
                     continue
-                packet_id = buf[at] << 8 | buf[at + 1]
-                if packet_id:  # (3.x only: a QoS 1 packet id comes before 5.0's properties)
-                    payload = buf[at + 2 : end]
-                    append(Publish(topic, payload, 1, False, False, packet_id, NO_PROPERTIES, raw))
-                    pos = end
+                # QoS 1: the packet id follows the head, then 5.0's properties (the tail)
+                ids = [
+                    high << 8 | low
+                    for high, low in zip(
+                        buf[pos + at : stop : size], buf[pos + at + 1 : stop : size], strict=True
+                    )
+                ]
+                if 0 in ids:  # the run ends before an invalid packet id, reported below
+                    stop = pos + ids.index(0) * size
+                if run_tail:
+                    end = pos
+                    while end < stop and buf.startswith(run_tail, end + at + 2):
+                        end += size
+                    stop = end
+                at += 2 + len(run_tail)
+                packets += [
+                    Publish(
+                        run_topic, buf[p + at : p + size], 1, False, False, packet_id,
+                        run_properties, buf[p : p + size] if v3 else None,
+                    )
+                    for p, packet_id in zip(range(pos, stop, size), ids, strict=False)
+                ]  # fmt: skip
+                if stop > pos:
+                    pos = stop
                     continue
             b0 = buf[pos]
             if errors[b0] is not None:
@@ -695,6 +734,7 @@ class Decoder:
                     raw = buf[pos:end]
                     append(Publish(topic, payload, 1, False, False, packet_id, NO_PROPERTIES, raw))
                     run_head, run_size, run_qos, run_topic = buf[pos:stop], end - pos, 1, topic
+                    run_tail, run_properties = b"", NO_PROPERTIES
                     pos = end
                     continue
             elif b0 == 0x30 or b0 == 0x32:
@@ -736,6 +776,10 @@ class Decoder:
                             raw = buf[pos:end]
                             if len(heads) < PROPERTY_CACHE_SIZE:
                                 heads[buf[start:props_end]] = (topic, properties)
+                        else:
+                            run_head, run_tail = buf[pos : stop - 2], buf[stop:props_end]
+                            run_size, run_qos = end - pos, 1
+                            run_topic, run_properties = topic, properties
                         append(
                             Publish(topic, payload, qos, False, False, packet_id, properties, raw)
                         )
@@ -744,6 +788,20 @@ class Decoder:
             elif b0 == 0x40 and length == 2:  # PUBACK, the other hot packet
                 packet_id = buf[start] << 8 | buf[start + 1]
                 if packet_id:
+                    # a subscriber acks a round of deliveries at once: a run of PUBACKs
+                    # is recognised by its strided bytes and its ids unpacked together
+                    count = min((n - pos) >> 2, PUBACK_RUN)
+                    stop = pos + 4 * count
+                    if (
+                        count > 1
+                        and buf[pos:stop:4] == b"\x40" * count
+                        and buf[pos + 1 : stop : 4] == b"\x02" * count
+                    ):
+                        ids = _puback_ids(count).unpack_from(buf, pos)
+                        if 0 not in ids:
+                            packets.extend([Puback(i, 0, NO_PROPERTIES) for i in ids])
+                            pos = stop
+                            continue
                     append(Puback(packet_id, 0, NO_PROPERTIES))
                     pos = end
                     continue

@@ -29,6 +29,7 @@ from protocols.mqtt.mapping import (
     message_from_publish,
     message_topic,
     messages_from_publishes,
+    qos1_pieces,
 )
 from protocols.mqtt.mapping5 import (
     build_publish,
@@ -37,6 +38,7 @@ from protocols.mqtt.mapping5 import (
     inbound_template,
     message_from_publish5,
     messages_from_publish5,
+    publish_pieces,
     publish_template,
     share_key,
 )
@@ -125,6 +127,8 @@ class MQTTConnection:
         #: MQTT 5: the encoding of the last stream of messages sent (see publish_packet),
         #: and the key its encodings are shared under in a message's cache
         self._stream: tuple | None = None
+        #: (stream, body size, packet start, property block, fits) of the last QoS 1 PUBLISH
+        self._qos1_shape: tuple | None = None
         self.live_key: tuple | None = None
         self._backlogged = False
         self.flow = front.broker.flow
@@ -180,8 +184,9 @@ class MQTTConnection:
                         continue
                     self._publish(packet)
                 elif kind is codec.Puback and session is not None:
-                    session.puback(packet.packet_id)
+                    index = session.pubacks(packets, index, stop)
                     acked = True
+                    continue
                 else:
                     self._control(packet)
                     session = self.session
@@ -730,14 +735,8 @@ class MQTTConnection:
         topic = message.topic or message_topic(message)
         if subscription_ids or message.expires_at is not None:
             return self._publish_packet5(message, qos, packet_id, retain, dup, subscription_ids)
-        stream = self._stream
-        if (
-            stream is not None
-            and stream[0] is message.properties
-            and stream[1] is message.extra
-            and stream[2] == topic
-        ):
-            template = stream[3]
+        template = self._stream_template(message, topic)
+        if template is not None:
             if qos:
                 data = build_publish(template, message.body, qos, packet_id, retain, dup)
             else:  # subscribers with the same template share the encoding (a fan-out)
@@ -760,6 +759,44 @@ class MQTTConnection:
             self._stream = (message.properties, message.extra, topic, template)
             self.live_key = share_key(template, topic)
         return data
+
+    def _stream_template(self, message: Message, topic: str) -> tuple[bytes, bytes] | None:
+        """The MQTT 5 template of the stream ``message`` continues (the same properties,
+        extra and topic as the last one encoded for this client), if it does."""
+        stream = self._stream
+        if (
+            stream is not None
+            and stream[0] is message.properties
+            and stream[1] is message.extra
+            and stream[2] == topic
+        ):
+            return stream[3]
+        return None
+
+    def publish_pieces(self, message: Message, packet_id: int) -> tuple[bytes, ...] | None:
+        """The QoS 1 PUBLISH (no retain, DUP or subscription ids) of ``message`` as pieces
+        for a batch to join, when it needs no encoding of its own: a 3.x packet received
+        as QoS 1, or the next message of this MQTT 5 client's stream that fits its Maximum
+        Packet Size.  None otherwise: ``publish_packet`` then has the last word."""
+        if self.level < 5:
+            return qos1_pieces(message, packet_id)
+        if message.expires_at is not None:
+            return None
+        stream = self._stream
+        template = self._stream_template(message, message.topic or message_topic(message))
+        if template is None:
+            return None
+        body = message.body
+        size = len(body)
+        shape = self._qos1_shape
+        if shape is None or shape[0] is not stream or shape[1] != size:
+            # a stream's messages of one size share all but packet id and body
+            fixed, head, _, tail, _ = publish_pieces(template, body, 1, packet_id, False, False)
+            fits = len(fixed) + len(head) + 2 + len(tail) + size <= self.max_packet_out
+            shape = self._qos1_shape = (stream, size, fixed + head, tail, fits)
+        if not shape[4]:
+            return None
+        return shape[2], packet_id.to_bytes(2, "big"), shape[3], body
 
     def publish_run(self, messages: list[Message]) -> bytes | None:
         """The QoS 0 PUBLISH packets of a run (one topic, properties and extra; no expiry)

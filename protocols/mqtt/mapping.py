@@ -110,15 +110,25 @@ def encode_qos0(message: Message, retain: bool) -> bytes:
     return data
 
 
+def qos1_pieces(message: Message, packet_id: int) -> tuple[bytes, bytes, bytes] | None:
+    """The MQTT 3.x QoS 1 PUBLISH (no retain, no DUP) of a message received as one, as
+    the packet's head, the new packet id and the body (a batch joins them once); None
+    for any other message."""
+    cache = message.cache
+    raw = cache.get(V3_QOS1) if cache is not None else None
+    if raw is None:
+        return None
+    body = message.body
+    return raw[: len(raw) - len(body) - 2], packet_id.to_bytes(2, "big"), body
+
+
 def encode_qos(message: Message, qos: int, packet_id: int, retain: bool, dup: bool) -> bytes:
     """An MQTT 3.x QoS 1/2 PUBLISH: the packet id differs per subscriber, so only a QoS 1
     packet as received is reused, with the packet id swapped."""
-    cache = message.cache
-    if qos == 1 and not retain and not dup and cache is not None:
-        raw = cache.get(V3_QOS1)
-        if raw is not None:
-            split = len(raw) - len(message.body)
-            return b"".join((raw[: split - 2], packet_id.to_bytes(2, "big"), raw[split:]))
+    if qos == 1 and not retain and not dup:
+        pieces = qos1_pieces(message, packet_id)
+        if pieces is not None:
+            return b"".join(pieces)
     return encode_publish(
         message_topic(message), message.body, qos, retain, dup, packet_id, None, 4
     )

@@ -209,13 +209,25 @@ def build_publish(
     dup: bool,
 ) -> bytes:
     """A PUBLISH from a ``publish_template`` and the message body."""
+    return b"".join(publish_pieces(template, body, qos, packet_id, retain, dup))
+
+
+def publish_pieces(
+    template: tuple[bytes, bytes],
+    body: bytes,
+    qos: int,
+    packet_id: int | None,
+    retain: bool,
+    dup: bool,
+) -> tuple[bytes, ...]:
+    """``build_publish``'s packet as the pieces to join (a batch of them joins once)."""
     head, tail = template
     length = len(head) + len(tail) + len(body) + (2 if qos else 0)
     b0 = 0x30 | qos << 1 | (1 if retain else 0) | (8 if dup else 0)
     fixed = bytes((b0, length)) if length < 128 else bytes((b0,)) + encode_varint(length)
     if qos:
-        return b"".join((fixed, head, packet_id.to_bytes(2, "big"), tail, body))
-    return b"".join((fixed, head, tail, body))
+        return fixed, head, packet_id.to_bytes(2, "big"), tail, body
+    return fixed, head, tail, body
 
 
 def build_publishes(template: tuple[bytes, bytes], bodies: list[bytes]) -> bytes:

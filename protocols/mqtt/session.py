@@ -18,12 +18,18 @@ import msgpack
 
 from broker.topics import TOPIC_EXCHANGE, filter_matches, filter_to_pattern
 from protocols.mqtt import shared
+from protocols.mqtt.codec import Puback
 from protocols.mqtt.limits import OUTPUT_HIGH_WATER
-from protocols.mqtt.mapping import V3_LIVE, encode_qos0, message_qos, message_topic
+from protocols.mqtt.mapping import (
+    V3_LIVE,
+    encode_qos0,
+    message_qos,
+    message_topic,
+)
 
 if TYPE_CHECKING:
     from broker.message import Message
-    from broker.queues import Queue
+    from broker.queues import Entry, Queue
     from broker.vhost import VHost
     from protocols.mqtt.connection import MQTTConnection
 
@@ -141,6 +147,60 @@ class Session:
             and len(conn.outbox) <= OUTPUT_HIGH_WATER
             and len(self.inflight) < self.max_inflight
         )
+
+    def room(self) -> int:
+        conn = self.connection
+        if conn is None or len(conn.outbox) > OUTPUT_HIGH_WATER:
+            return 0
+        return self.max_inflight - len(self.inflight)
+
+    def deliver_entries(self, queue: Queue, entries: list[Entry]) -> list[bool]:
+        """A batch from the session's own queue under one plain subscription in one write
+        (a QoS 1 backlog drains by the window's room at each round of PUBACKs); anything
+        else one by one."""
+        granted = self._only_qos
+        conn = self.connection
+        if queue is not self.queue or granted is None or self.filtered:
+            return [self.deliver(queue, e.message, e.seq, e.redelivered) for e in entries]
+        publish_packet = conn.publish_packet
+        publish_pieces = conn.publish_pieces
+        inflight = self.inflight
+        parts: list[bytes] = []  # the batch's packets, or pieces of them, to join once
+        count = 0
+        awaits_ack = []
+        for entry in entries:
+            message = entry.message
+            if message.expires_at is not None and message.expired():
+                awaits_ack.append(False)
+                continue
+            if granted == 0 or not message.persistent:
+                data = publish_packet(message, 0, None, False)
+                if data is not None:
+                    parts.append(data)
+                    count += 1
+                awaits_ack.append(False)
+                continue
+            qos = 1 if granted == 1 else message_qos(message)
+            packet_id = self._next_id
+            if packet_id in inflight:
+                packet_id = self._allocate_id()
+            else:
+                self._next_id = packet_id % 65535 + 1
+            pieces = publish_pieces(message, packet_id) if qos == 1 else None
+            if pieces is not None:
+                parts += pieces
+            else:
+                data = publish_packet(message, qos, packet_id, False)
+                if data is None:  # too big for the client: dropped as if delivered
+                    awaits_ack.append(False)
+                    continue
+                parts.append(data)
+            inflight[packet_id] = Inflight(queue, entry.seq, message, qos, False, None)
+            count += 1
+            awaits_ack.append(True)
+        if count:
+            conn.send_publishes(b"".join(parts), count)
+        return awaits_ack
 
     def deliver(self, queue: Queue, message: Message, seq: int, redelivered: bool) -> bool:
         if message.expires_at is not None and message.expired():
@@ -319,12 +379,22 @@ class Session:
 
     # -- acknowledgements from the client -----------------------------------------------
 
-    def puback(self, packet_id: int) -> None:
-        item = self.inflight.get(packet_id)
-        if item is not None and item.qos == 1:
-            del self.inflight[packet_id]
-            if item.queue is not None:
-                item.queue.ack(item.seq)
+    def pubacks(self, packets: list, index: int, stop: int) -> int:
+        """The PUBACKs from ``packets[index]`` up to the first other packet or ``stop`` (a
+        client acks a round of deliveries at once); returns the index after them."""
+        inflight = self.inflight
+        while index < stop:
+            packet = packets[index]
+            if type(packet) is not Puback:
+                break
+            item = inflight.get(packet.packet_id)
+            if item is not None and item.qos == 1:
+                del inflight[packet.packet_id]
+                queue = item.queue
+                if queue is not None:
+                    queue.ack(item.seq)
+            index += 1
+        return index
 
     def pubrec(self, packet_id: int) -> bool:
         """QoS 2 step 1; returns whether the packet id is known (PUBREL follows anyway)."""

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from broker.errors import PreconditionFailed
-from broker.queues import ACCEPTED, REJECTED, STORED
+from broker.queues import ACCEPTED, REJECTED, STORED, Entry, Queue
 from broker.vhost import VHost
 from tests.broker.conftest import RecordingConsumer, message
 
@@ -171,3 +171,87 @@ def test_get_and_purge(vhost: VHost) -> None:
     assert entry is not None and entry.message.body == b"0"
     assert queue.purge() == 2
     assert queue.get(None) is None
+
+
+class BatchConsumer(RecordingConsumer):
+    """Takes backlogs in batches of its room (as an MQTT session does); records each."""
+
+    def __init__(self, prefetch: int) -> None:
+        super().__init__(prefetch)
+        self.batches: list[list[bytes]] = []
+
+    def room(self) -> int:
+        return self.prefetch - self.unacked
+
+    def deliver_entries(self, queue: Queue, entries: list[Entry]) -> list[bool]:
+        self.batches.append([e.message.body for e in entries])
+        return [self.deliver(queue, e.message, e.seq, e.redelivered) for e in entries]
+
+
+def test_backlog_goes_to_a_batch_consumer_in_batches_of_its_room(vhost: VHost) -> None:
+    queue = vhost.declare_queue("q")
+    consumer = BatchConsumer(prefetch=3)
+    queue.add_consumer(consumer)
+    queue.publish_run([message("", "q", str(i).encode()) for i in range(8)])
+    assert consumer.bodies() == [b"0", b"1", b"2"]  # straight to the consumer while ready
+    assert len(queue) == 5
+    for entry in consumer.deliveries[:2]:
+        queue.ack(entry.seq)
+    consumer.unacked -= 2
+    queue.dispatch()
+    assert consumer.batches == [[b"3", b"4"]]
+    assert sorted(queue.unacked) == [e.seq for e in consumer.deliveries[2:]]
+    for entry in consumer.deliveries[2:]:
+        consumer.ack(queue, entry)
+    assert consumer.bodies() == [str(i).encode() for i in range(8)]
+    assert len(queue) == 0
+
+
+def test_batch_dispatch_dead_letters_expired_entries(vhost: VHost) -> None:
+    vhost.declare_exchange("dlx", "fanout")
+    dead = vhost.declare_queue("dead")
+    vhost.bind(dead, "dlx", "", None)
+    queue = vhost.declare_queue("q", arguments={"x-dead-letter-exchange": "dlx"})
+    expired = message("", "q", b"old")
+    expired.expires_at = time.time() - 1
+    for body in (b"a", b"b"):
+        vhost.publish(message("", "q", body))
+    vhost.publish(expired)
+    vhost.publish(message("", "q", b"c"))
+    consumer = BatchConsumer(prefetch=10)
+    queue.add_consumer(consumer)
+    assert consumer.batches == [[b"a", b"b", b"c"]]
+    assert len(dead) == 1
+
+
+def test_settled_batch_deliveries_are_not_kept(vhost: VHost) -> None:
+    queue = vhost.declare_queue("q")
+    for i in range(4):
+        vhost.publish(message("", "q", str(i).encode()))
+    consumer = BatchConsumer(prefetch=4)
+    consumer.no_ack = True
+    queue.add_consumer(consumer)
+    assert consumer.batches == [[b"0", b"1", b"2", b"3"]]
+    assert not queue.unacked
+
+
+def test_run_behind_a_backlog_is_queued_in_order_and_stored(vhost: VHost) -> None:
+    queue = vhost.declare_queue("q")
+    consumer = RecordingConsumer(prefetch=1)
+    queue.add_consumer(consumer)
+    vhost.publish(message("", "q", b"first"))
+    run = [message("", "q", str(i).encode(), delivery_mode=2) for i in range(3)]
+    assert queue.publish_run(run) == (True, None)
+    assert len(queue) == 3
+    consumer.ack(queue, consumer.deliveries[0])
+    assert consumer.deliveries[1].message is run[0]
+    assert queue.unacked[consumer.deliveries[1].seq].stored
+
+
+def test_run_over_the_length_limit_keeps_its_overflow_rules(vhost: VHost) -> None:
+    queue = vhost.declare_queue("q", arguments={"x-max-length": 2, "x-overflow": "reject-publish"})
+    queue.add_consumer(RecordingConsumer(prefetch=1))
+    vhost.publish(message("", "q", b"held"))
+    run = [message("", "q", str(i).encode()) for i in range(3)]
+    assert queue.publish_run(run) == (False, {2})
+    assert len(queue) == 2

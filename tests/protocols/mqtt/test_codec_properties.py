@@ -333,3 +333,47 @@ def test_corrupted_publish_streams_only_raise_mqtt_error(
         fresh_decoder(level).feed(bytes(data))
     except MQTTError as error:
         assert 0x80 <= error.reason_code <= 0xFF
+
+
+@SETTINGS
+@given(
+    st.sampled_from([4, 5]),
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 0xFFFF)), min_size=1, max_size=40),
+    st.lists(st.integers(0, 400), max_size=6),
+)
+def test_puback_runs_decode_alike(level: int, acks: list[tuple[int, int]], cuts: list[int]) -> None:
+    """A subscriber's round of PUBACKs (read as one run) decodes as each would alone,
+    with other packets and MQTT 5 reason codes in between (an ack's packet id 0 matches
+    nothing and is let through, as before runs were read at once)."""
+    batch: list[Packet] = []
+    for kind, packet_id in acks:
+        if kind == 3:
+            batch.append(Pingreq())
+        elif kind == 2 and level == 5:
+            batch.append(Puback(packet_id, 0x10, {}))
+        else:
+            batch.append(Puback(packet_id, 0, {}))
+    data = b"".join(encode(p, level) for p in batch)
+    assert feed_in_chunks(fresh_decoder(level), data, cuts) == batch
+
+
+@SETTINGS
+@given(st.sampled_from([4, 5]), st.integers(0, 20), st.integers(1, 20))
+def test_zero_packet_id_ends_a_publish_run_with_an_error(
+    level: int, before: int, after: int
+) -> None:
+    """Packet id 0 inside a run of QoS 1 publishes: the packets before it are decoded,
+    then the protocol error is raised."""
+    props = {"user_property": [("k", "v")]} if level == 5 else {}
+    good = [Publish("a/b", b"x" * 8, 1, False, False, i + 1, props) for i in range(before)]
+    packet = encode(Publish("a/b", b"x" * 8, 1, False, False, 0xFFFF, props), level)
+    bad = packet.replace(b"\xff\xff", b"\x00\x00", 1)
+    tail = b"".join(encode(p, level) for p in good[:after])
+    data = b"".join(encode(p, level) for p in good) + bad + tail
+    try:
+        fresh_decoder(level).feed(data)
+    except MQTTError as error:
+        assert error.packets == good
+        assert 0x80 <= error.reason_code <= 0xFF
+    else:
+        raise AssertionError("packet id 0 was accepted")

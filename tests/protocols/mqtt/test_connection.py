@@ -102,3 +102,25 @@ def test_wrong_password_gets_connack_4(front: MQTTFrontEnd) -> None:
 
 def codec_failure() -> int:
     return 0x80
+
+
+def test_a_qos1_backlog_drains_a_window_at_a_time(front: MQTTFrontEnd) -> None:
+    """QoS 1 deliveries beyond the inflight window wait in the session's queue and go out
+    a window's room at a time as PUBACKs come back: whole, in order, distinct ids."""
+    sub, pub = Client(front), Client(front)
+    sub.connect("s")
+    sub.subscribe(("q1/#", 1))
+    pub.connect("p")
+    bodies = [bytes([i]) * (i % 3 * 20) for i in range(50)]
+    acks = pub.send(
+        *[codec.Publish("q1/a", b, 1, False, False, i + 1) for i, b in enumerate(bodies)]
+    )
+    assert [a.packet_id for a in acks] == list(range(1, 51))
+    got: list[codec.Publish] = []
+    while window := sub.received():
+        assert len(window) <= front.settings.max_inflight
+        assert len({p.packet_id for p in window}) == len(window)
+        got += window
+        sub.conn.receive(b"".join(codec.encode(codec.Puback(p.packet_id)) for p in window))
+    assert [(p.topic, p.payload, p.qos) for p in got] == [("q1/a", b, 1) for b in bodies]
+    assert not front.sessions["s"].inflight

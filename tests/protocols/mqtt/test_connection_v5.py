@@ -465,3 +465,34 @@ def test_each_subscriber_of_a_run_learns_its_alias_and_keeps_its_limit(
     assert got_late[0].topic == "run/c" and got_late[0].properties["topic_alias"] == 1
     assert [p.payload for p in got_late] == bodies
     assert [p.payload for p in got_small] == bodies[:5]  # the last is over its limit
+
+
+def _qos1_run(topic: str, bodies: list[bytes], first_id: int) -> list[codec.Publish]:
+    props = {"user_property": [("k", "v")]}
+    return [
+        codec.Publish(topic, body, 1, False, False, first_id + i, props)
+        for i, body in enumerate(bodies)
+    ]
+
+
+def test_a_qos1_backlog_drains_in_rounds_of_the_receive_maximum(front: MQTTFrontEnd) -> None:
+    """Deliveries held back by the client's Receive Maximum go out a window's room at a
+    time as PUBACKs come back, whole, in order, with distinct packet ids, within its
+    Maximum Packet Size."""
+    sub = Client5(front)
+    sub.connect5("s", receive_maximum=4, topic_alias_maximum=10, maximum_packet_size=100)
+    sub.subscribe(("q1/#", 1))
+    pub = Client5(front)
+    pub.connect5("p")
+    bodies = [bytes([i]) * 40 for i in range(9)] + [b"big" * 40] + [b"tail" * 3] * 3
+    pub.send(*_qos1_run("q1/a", bodies, 1))
+    got: list[codec.Publish] = []
+    while window := sub.received():
+        assert len(window) <= 4
+        assert len({p.packet_id for p in window}) == len(window)
+        got += window
+        sub.conn.receive(b"".join(codec.encode(codec.Puback(p.packet_id), 5) for p in window))
+    assert [p.payload for p in got] == bodies[:9] + bodies[10:]  # the big one is dropped
+    assert all(p.qos == 1 and p.properties["user_property"] == [("k", "v")] for p in got)
+    assert got[0].topic == "q1/a" and all(p.topic == "" for p in got[1:])
+    assert not front.sessions["s"].inflight
