@@ -354,14 +354,7 @@ class Channel:
         self.next_tag = tag + 1
         conn = self.conn
         conn.counts.messages_out += 1
-        last = consumer.last_route
-        if last[0] is message.routing_key and last[1] is message.exchange:
-            head = last[2]
-        else:
-            head = consumer.deliver_heads.get((message.exchange, message.routing_key))
-            if head is None:
-                head = consumer.deliver_head(message.exchange, message.routing_key)
-            consumer.last_route = (message.routing_key, message.exchange, head)
+        head = consumer.head_of(message)
         body = message.body
         outbox = conn.outbox
         wake = not outbox
@@ -389,6 +382,35 @@ class Channel:
         self.unacked_count += 1
         self.unacked[tag] = Delivery(queue, seq, consumer)
         return True
+
+    def deliver_settled(self, consumer: AMQPConsumer, messages: list[Message]) -> int:
+        """A run of one publisher's messages to a no-ack consumer in one write: they share
+        exchange, routing key and properties (``VHost.publish_many``), so one basic.deliver
+        head and one property block serve the run, and only the delivery tags differ.
+        All or none: none while a delivery would be held back (channel.flow, closing,
+        output over its high water) or when the run alone is more than the output holds;
+        the queue then delivers them one by one, each checked."""
+        if not self.flow_active or self.closing:
+            return 0
+        conn = self.conn
+        bodies = [message.body for message in messages]
+        if not conn.takes_at_once(sum(map(len, bodies))):
+            return 0
+        first = messages[0]
+        block = properties_block_of(first)
+        tag = self.next_tag
+        count = len(messages)
+        self.next_tag = tag + count
+        conn.counts.messages_out += count
+        size = len(first.body)
+        framing = None
+        if 0 < size <= conn.frame_max - codec.FRAME_OVERHEAD:
+            framing = self._framing.get((block, size)) or self._content_framing(block, size)
+        data = codec.deliver_run(
+            self.number, consumer.head_of(first), tag, block, bodies, conn.frame_max, framing
+        )
+        conn.write(data)
+        return count
 
     def _content_framing(self, block: bytes, size: int) -> bytes:
         """The content header frame and the body frame's head for a one-frame body."""

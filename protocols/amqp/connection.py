@@ -434,6 +434,12 @@ class AMQPConnection:
     def writable(self) -> bool:
         return len(self.outbox) <= OUTPUT_HIGH_WATER and self.state == OPEN
 
+    def takes_at_once(self, size: int) -> bool:
+        """Whether ``size`` bytes of deliveries may be queued in one go: the output is
+        writable and they alone are within its high water (more is delivered one by one,
+        each checked, so a run of big messages cannot swell the buffer past it)."""
+        return size <= OUTPUT_HIGH_WATER and self.writable()
+
     def take_output(self) -> bytes:
         data = bytes(self.outbox)
         self.outbox.clear()

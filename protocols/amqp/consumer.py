@@ -67,6 +67,17 @@ class AMQPConsumer:
         )
         return head
 
+    def head_of(self, message: Message) -> tuple[bytes, bytes]:
+        """basic.deliver's framing for the message's exchange and routing key."""
+        last = self.last_route
+        if last[0] is message.routing_key and last[1] is message.exchange:
+            return last[2]
+        head = self.deliver_heads.get((message.exchange, message.routing_key))
+        if head is None:
+            head = self.deliver_head(message.exchange, message.routing_key)
+        self.last_route = (message.routing_key, message.exchange, head)
+        return head
+
     def ready(self) -> bool:
         channel = self.channel
         if not channel.deliverable():
@@ -79,6 +90,13 @@ class AMQPConsumer:
 
     def deliver(self, queue: Queue, message: Message, seq: int, redelivered: bool) -> bool:
         return self.channel.deliver(self, queue, message, seq, redelivered)
+
+    def deliver_settled(self, queue: Queue, messages: list[Message]) -> int:
+        """A run of one publisher's messages at once, for a no-ack consumer (acked
+        deliveries each need their own record): all of them or none."""
+        if not self.no_ack:
+            return 0
+        return self.channel.deliver_settled(self, messages)
 
     def queue_deleted(self, queue: Queue) -> None:
         self.channel.cancelled_by_server(self)

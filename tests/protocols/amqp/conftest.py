@@ -24,6 +24,12 @@ from protocols.amqp.frontend import AMQPFrontEnd
 
 @pytest.fixture
 def front() -> AMQPFrontEnd:
+    return new_front()
+
+
+def new_front(frame_max: int = 131072) -> AMQPFrontEnd:
+    """A front end over a fresh in-memory core (for tests that need several, or one per
+    hypothesis example)."""
     store = MemoryStore()
     trio.run(store.open)
     users = UserDB()
@@ -33,7 +39,7 @@ def front() -> AMQPFrontEnd:
     users.add("reader", "pw")
     users.set_permissions("reader", "/", "", "", ".*")
     acl = TopicACL([AclRule(topic="secret/#", allow=False)])
-    return AMQPFrontEnd(Broker(store, users, acl), frame_max=131072, heartbeat=0)
+    return AMQPFrontEnd(Broker(store, users, acl), frame_max=frame_max, heartbeat=0)
 
 
 class Client:
