@@ -153,7 +153,7 @@ def _users(action: Callable[[UserDB, argparse.Namespace], object]) -> Callable:
         config = _config(args)
 
         async def change() -> None:
-            store = SqliteStore(Path(config.store.data_dir))
+            store = SqliteStore(Path(config.store.data_dir), shared=True)
             Path(config.store.data_dir).mkdir(parents=True, exist_ok=True)
             snapshot = await store.open()
             db = UserDB()

@@ -87,9 +87,15 @@ class Store(abc.ABC):
         """Commit what is pending and release the storage."""
 
     @abc.abstractmethod
-    async def sync(self) -> None:
-        """Return once every operation queued before the call is durable; raise StoreError
-        if its commit failed."""
+    async def sync(self, mark: object = None) -> None:
+        """Return once every operation queued before the call (or, given a ``mark()``,
+        before that mark) is durable; raise StoreError if its commit failed."""
+
+    def mark(self) -> object:
+        """A token for the operations queued so far.  ``sync(mark)`` later waits for those
+        alone, not for what was queued since (another connection's acks, say), which
+        would cost a waiter a whole further commit."""
+        return None
 
     @abc.abstractmethod
     def put_exchange(self, vhost: str, name: str, record: dict) -> None: ...
@@ -250,6 +256,10 @@ class Batch:
         ]
 
 
+#: the mark taken when nothing was pending: everything queued before it is durable
+DURABLE = object()
+
+
 class WriteBehindStore(Store):
     """Queues operations into a ``Batch`` and group-commits batches through an engine.
 
@@ -326,8 +336,21 @@ class WriteBehindStore(Store):
             self._closed = True
             await self._release()
 
-    async def sync(self) -> None:
+    def mark(self) -> object:
+        if self._batch:
+            return self._batch
+        return self._inflight or DURABLE
+
+    async def sync(self, mark: object = None) -> None:
+        if mark is DURABLE:
+            return
         batch = self._batch
+        if isinstance(mark, Batch) and mark is not batch:
+            # the marked operations went into a commit that is running or has finished
+            await mark.done.wait()
+            if mark.error is not None:
+                raise StoreError(f"commit failed: {mark.error!r}") from mark.error
+            return
         if batch:
             if self._closed:
                 raise StoreError("the store is closed")
@@ -360,7 +383,10 @@ class WriteBehindStore(Store):
             self._inflight = batch
             started = time.perf_counter()
             try:
-                rows = await self._commit(batch)
+                # a commit in a worker thread cannot be abandoned; shielding keeps a cancel
+                # from failing (and dropping) a batch whose commit has not yet started
+                with trio.CancelScope(shield=True):
+                    rows = await self._commit(batch)
             except BaseException as exc:
                 batch.error = exc
                 self.stats["errors"] += 1

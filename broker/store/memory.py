@@ -59,7 +59,7 @@ class MemoryStore(Store):
     async def close(self) -> None:
         self._closed = True
 
-    async def sync(self) -> None:
+    async def sync(self, mark: object = None) -> None:
         if self._closed:
             raise StoreError("the store is closed")
 

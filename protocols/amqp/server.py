@@ -34,6 +34,8 @@ CLOSE_TIMEOUT = 3.0
 SEND_TIMEOUT = 60.0
 #: Reads whose confirms may wait for the store at once, before the reader waits too.
 SYNCS_IN_FLIGHT = 4
+#: a store mark taken after some publishes, and the output to release once they are durable
+Ticket = tuple[object, list[bytes]]
 
 
 class _Writer:
@@ -103,7 +105,7 @@ async def _read(stream: trio.abc.Stream, conn: AMQPConnection, writer: _Writer) 
     """Read and handle frames until the connection closes, the peer goes quiet past its
     deadline (handshake, heartbeats, close-ok), or EOF.  Beside it run the heartbeats and
     the confirmer, which releases confirms once the store has synced their messages."""
-    send, receive = trio.open_memory_channel[list[bytes]](SYNCS_IN_FLIGHT)
+    send, receive = trio.open_memory_channel[Ticket](SYNCS_IN_FLIGHT)
     async with trio.open_nursery() as helpers:
         helpers.start_soon(_confirm, conn, receive)
         try:
@@ -112,13 +114,13 @@ async def _read(stream: trio.abc.Stream, conn: AMQPConnection, writer: _Writer) 
             helpers.cancel_scope.cancel()
 
 
-async def _confirm(conn: AMQPConnection, tickets: trio.MemoryReceiveChannel[list[bytes]]) -> None:
+async def _confirm(conn: AMQPConnection, tickets: trio.MemoryReceiveChannel[Ticket]) -> None:
     """Sync the store for each ticket in turn, then let its output go.  The reader goes
     on meanwhile: while one batch's commit is on disk the next is read and routed, and
     one commit serves all the batches that arrived during the previous one."""
     store = conn.broker.store
-    async for ticket in tickets:
-        await store.sync()
+    async for mark, ticket in tickets:
+        await store.sync(mark)
         conn.synced(ticket)
 
 
@@ -127,7 +129,7 @@ async def _read_loop(
     conn: AMQPConnection,
     beats: trio.Nursery,
     writer: _Writer,
-    tickets: trio.MemorySendChannel[list[bytes]],
+    tickets: trio.MemorySendChannel[Ticket],
 ) -> None:
     flow = conn.vhost.flow
     deadline = trio.current_time() + HANDSHAKE_TIMEOUT
@@ -158,12 +160,12 @@ async def _read_loop(
             await flow.wait()
 
 
-async def settle(conn: AMQPConnection, tickets: trio.MemorySendChannel[list[bytes]]) -> None:
+async def settle(conn: AMQPConnection, tickets: trio.MemorySendChannel[Ticket]) -> None:
     """Send the confirms of what was handled, or hand them to the confirmer when they
     wait for the store (which holds the reader back once SYNCS_IN_FLIGHT wait)."""
     ticket = conn.end_of_batch()
     if ticket is not None:
-        await tickets.send(ticket)
+        await tickets.send((conn.broker.store.mark(), ticket))
 
 
 async def serve(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from broker.store import MemoryStore, Snapshot, SqliteStore, Store
+from broker.store import MemoryStore, Snapshot, SqliteStore, Store, journal_file
+from broker.store.journal import QueueState
 
 
 class Backend:
@@ -34,27 +36,29 @@ class Backend:
         """How many message bodies the backend holds, however many queues share them."""
         if self.kind == "memory":
             return len(self._memory._messages)
-        return count_rows(self.path, "messages")
+        return len(journal_state(self.path).bodies)
 
 
-def count_rows(path: Path, table: str) -> int:
+def journal_state(path: Path) -> QueueState:
+    """The queue state the journal on disk replays to (read-only, beside a running store)."""
     db = sqlite3.connect(path / "broker.db")
     try:
-        return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        row = db.execute("SELECT value FROM meta WHERE key = 'journal'").fetchone()
     finally:
         db.close()
+    state = QueueState()
+    found, _ = journal_file.read(journal_file.path_of(path, row[0] if row else 0))
+    for _, _, record in found:
+        state.apply(record)
+    return state
 
 
-def bad_refcounts(path: Path) -> int:
-    """Message rows whose reference count differs from the entries that use them."""
-    db = sqlite3.connect(path / "broker.db")
-    try:
-        return db.execute(
-            "SELECT COUNT(*) FROM messages AS m WHERE refs != (SELECT COUNT(*) FROM entries AS e"
-            " WHERE e.epoch = m.epoch AND e.mid = m.mid)"
-        ).fetchone()[0]
-    finally:
-        db.close()
+def bad_refcounts(state: QueueState) -> int:
+    """Bodies whose reference count differs from the entries that use them."""
+    uses = Counter(key for entries in state.queues.values() for key in entries.values())
+    return sum(refs != uses[key] for key, (_, refs) in state.bodies.items()) + sum(
+        key not in state.bodies for key in uses
+    )
 
 
 @pytest.fixture(params=["memory", "sqlite"])

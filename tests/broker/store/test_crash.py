@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 
 from broker.store import SqliteStore
@@ -31,10 +32,14 @@ async def read_confirmed(process: trio.Process, wanted: int) -> list[tuple[int, 
     return [(int(first), int(last)) for first, last in (line.split() for line in complete)]
 
 
-async def test_kill_9_loses_no_confirmed_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compact_bytes", [None, 4096], ids=["default", "compacting"])
+async def test_kill_9_loses_no_confirmed_message(tmp_path: Path, compact_bytes: int | None) -> None:
+    """With a tiny ``compact_bytes`` the journal compacts about every commit, so the kill
+    may land in the middle of a compaction too."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    extra = [] if compact_bytes is None else [str(compact_bytes)]
     process = await trio.lowlevel.open_process(
-        [sys.executable, str(HELPER), str(tmp_path)], stdout=subprocess.PIPE, env=env
+        [sys.executable, str(HELPER), str(tmp_path), *extra], stdout=subprocess.PIPE, env=env
     )
     try:
         with trio.fail_after(60):

@@ -13,7 +13,7 @@ import trio.testing
 from broker.store import SqliteStore, StoreError
 from broker.store.base import Batch
 
-from .conftest import count_rows
+from .conftest import journal_state
 
 
 class GatedStore(SqliteStore):
@@ -45,10 +45,11 @@ async def test_enqueue_then_dequeue_in_one_batch_never_reaches_disk(tmp_path: Pa
     store.dequeue("/", "q", 1)
     store.dequeue("/", "fan", 1)
     await store.sync()
-    # one message row and one entry row: the cancelled pairs wrote nothing
+    # one message and one entry: the cancelled pairs wrote nothing
     assert store.stats["last_batch_ops"] == 2
-    assert count_rows(tmp_path, "messages") == 1
-    assert count_rows(tmp_path, "entries") == 1
+    state = journal_state(tmp_path)
+    assert len(state.bodies) == 1
+    assert state.queues == {("/", "out"): {1: next(iter(state.bodies))}}
     await store.close()
 
 
@@ -200,10 +201,10 @@ async def test_cancelling_the_committer_commits_what_is_pending(tmp_path: Path) 
         assert store.stats["commits"] == 0
         nursery.cancel_scope.cancel()
     assert store.stats["commits"] == 1
+    await store.close()
     reader = SqliteStore(tmp_path)
     assert (await reader.open()).messages == {("/", "q"): [(1, b"pending at shutdown")]}
     await reader.close()
-    await store.close()
 
 
 async def test_committer_writes_behind_without_sync(tmp_path: Path, nursery: trio.Nursery) -> None:
@@ -224,4 +225,71 @@ async def test_close_commits_what_is_pending(tmp_path: Path) -> None:
     await store.close()
     store = SqliteStore(tmp_path)
     assert (await store.open()).queues == [("/", "q", {"durable": True})]
+    await store.close()
+
+
+async def test_sync_to_a_mark_waits_for_its_operations_alone(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    store = GatedStore(tmp_path)
+    await store.open()
+    await nursery.start(store.run)
+    synced: list[str] = []
+    first_synced = trio.Event()
+
+    async def sync(name: str, mark: object) -> None:
+        await store.sync(mark)
+        synced.append(name)
+        if name == "first":
+            first_synced.set()
+
+    store.enqueue("/", "q", 1, 1, b"first")
+    first = store.mark()
+    nursery.start_soon(sync, "everything", None)
+    await store.commit_started()
+    # queued while the first commit is on disk: only a mark-less sync waits for it too
+    store.enqueue("/", "q", 2, 2, b"second")
+    nursery.start_soon(sync, "first", first)
+    nursery.start_soon(sync, "second", store.mark())
+    await trio.testing.wait_all_tasks_blocked()
+    await store.let_commit_finish()
+    with trio.fail_after(10):
+        await first_synced.wait()
+    await store.commit_started()
+    await trio.testing.wait_all_tasks_blocked()
+    assert sorted(synced) == ["everything", "first"]
+    await store.let_commit_finish()
+    await store.close()
+    assert sorted(synced) == ["everything", "first", "second"]
+
+
+async def test_a_mark_with_nothing_pending_syncs_at_once(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path)
+    await store.open()
+    store.put_kv("k", b"v")
+    await store.sync()
+    mark = store.mark()
+    store.put_kv("k", b"w")  # queued after the mark: not waited for
+    with trio.testing.assert_no_checkpoints():
+        await store.sync(mark)
+    assert store.stats["commits"] == 1
+    await store.close()
+
+
+async def test_sync_to_the_mark_of_a_failed_commit_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteStore(tmp_path)
+    await store.open()
+
+    def disk_full(frame: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(store, "_write", disk_full)
+    store.enqueue("/", "q", 1, 1, b"lost")
+    mark = store.mark()
+    with pytest.raises(StoreError):
+        await store.sync()
+    with pytest.raises(StoreError):
+        await store.sync(mark)
     await store.close()

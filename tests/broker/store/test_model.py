@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from broker.store import MemoryStore, Snapshot, SqliteStore, Store
 
-from .conftest import bad_refcounts
+from .conftest import bad_refcounts, journal_state
 
 QUEUES = ["a", "b", "c"]
 
@@ -91,12 +91,16 @@ async def replay(store: Store, program: list[tuple], snapshots: list[Snapshot]) 
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(operation, max_size=60))
-async def test_sqlite_recovers_what_memory_holds(program: list[tuple]) -> None:
+@given(st.lists(operation, max_size=60), st.sampled_from([None, 0]))
+async def test_sqlite_recovers_what_memory_holds(
+    program: list[tuple], compact_bytes: int | None
+) -> None:
+    """``compact_bytes=0`` compacts the journal whenever it is twice its live state."""
     expected: list[Snapshot] = []
     await replay(MemoryStore(), program, expected)
     with tempfile.TemporaryDirectory() as directory:
         actual: list[Snapshot] = []
-        await replay(SqliteStore(directory), program, actual)
+        options = {} if compact_bytes is None else {"compact_bytes": compact_bytes}
+        await replay(SqliteStore(directory, **options), program, actual)
         assert actual == expected
-        assert bad_refcounts(Path(directory)) == 0
+        assert bad_refcounts(journal_state(Path(directory))) == 0
