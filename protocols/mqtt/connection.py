@@ -80,6 +80,8 @@ PINGRESP = b"\xd0\x00"
 NEVER = 0xFFFFFFFF
 #: The largest packet MQTT can express.
 MAX_PACKET = 268_435_455
+#: MQTT 5 streams (topic encodings) kept per client, beyond the current one.
+STREAMS_KEPT = 256
 
 
 #: Reason strings are cut to this many characters (they must not push a packet past the
@@ -124,9 +126,11 @@ class MQTTConnection:
         self.max_packet_out = MAX_PACKET
         self.topic_aliases: dict[int, str] = {}
         self.aliases_out: OutboundAliases | None = None
-        #: MQTT 5: the encoding of the last stream of messages sent (see publish_packet),
-        #: and the key its encodings are shared under in a message's cache
+        #: MQTT 5: the encoding of the last stream of messages sent (see publish_packet):
+        #: (properties, extra, topic, template, live_key); recent ones by topic; and the
+        #: key the current one's encodings are shared under in a message's cache
         self._stream: tuple | None = None
+        self._streams: dict[str, tuple] = {}
         #: (stream, body size, packet start, property block, fits) of the last QoS 1 PUBLISH
         self._qos1_shape: tuple | None = None
         self.live_key: tuple | None = None
@@ -735,8 +739,9 @@ class MQTTConnection:
         topic = message.topic or message_topic(message)
         if subscription_ids or message.expires_at is not None:
             return self._publish_packet5(message, qos, packet_id, retain, dup, subscription_ids)
-        template = self._stream_template(message, topic)
-        if template is not None:
+        stream = self._stream_for(message, topic)
+        if stream is not None:
+            template = stream[3]
             if qos:
                 data = build_publish(template, message.body, qos, packet_id, retain, dup)
             else:  # subscribers with the same template share the encoding (a fan-out)
@@ -756,22 +761,30 @@ class MQTTConnection:
             # stands now (with the alias the client has just learned, if it got one)
             alias = self.aliases_out.assigned.get(topic, 0) if self.aliases_out else 0
             template = publish_template(message, "" if alias else topic, alias)
-            self._stream = (message.properties, message.extra, topic, template)
-            self.live_key = share_key(template, topic)
+            key = share_key(template, topic)
+            self._stream = stream = (message.properties, message.extra, topic, template, key)
+            self.live_key = key
+            streams = self._streams
+            if len(streams) >= STREAMS_KEPT:
+                del streams[next(iter(streams))]
+            streams[topic] = stream
         return data
 
-    def _stream_template(self, message: Message, topic: str) -> tuple[bytes, bytes] | None:
-        """The MQTT 5 template of the stream ``message`` continues (the same properties,
-        extra and topic as the last one encoded for this client), if it does."""
+    def _stream_for(self, message: Message, topic: str) -> tuple | None:
+        """The MQTT 5 stream ``message`` continues, made the current one: a recent topic
+        of this client's with the same properties and extra (a fan-in interleaves the
+        streams of many publishers), whose template encodes the message."""
         stream = self._stream
-        if (
-            stream is not None
-            and stream[0] is message.properties
-            and stream[1] is message.extra
-            and stream[2] == topic
-        ):
-            return stream[3]
-        return None
+        if stream is None or stream[2] != topic:
+            stream = self._streams.get(topic)
+            if stream is None:
+                return None
+        if stream[0] is not message.properties or stream[1] is not message.extra:
+            return None
+        if stream is not self._stream:
+            self._stream = stream
+            self.live_key = stream[4]
+        return stream
 
     def publish_pieces(self, message: Message, packet_id: int) -> tuple[bytes, ...] | None:
         """The QoS 1 PUBLISH (no retain, DUP or subscription ids) of ``message`` as pieces
@@ -782,16 +795,15 @@ class MQTTConnection:
             return qos1_pieces(message, packet_id)
         if message.expires_at is not None:
             return None
-        stream = self._stream
-        template = self._stream_template(message, message.topic or message_topic(message))
-        if template is None:
+        stream = self._stream_for(message, message.topic or message_topic(message))
+        if stream is None:
             return None
         body = message.body
         size = len(body)
         shape = self._qos1_shape
         if shape is None or shape[0] is not stream or shape[1] != size:
             # a stream's messages of one size share all but packet id and body
-            fixed, head, _, tail, _ = publish_pieces(template, body, 1, packet_id, False, False)
+            fixed, head, _, tail, _ = publish_pieces(stream[3], body, 1, packet_id, False, False)
             fits = len(fixed) + len(head) + 2 + len(tail) + size <= self.max_packet_out
             shape = self._qos1_shape = (stream, size, fixed + head, tail, fits)
         if not shape[4]:

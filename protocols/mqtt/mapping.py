@@ -23,6 +23,16 @@ V3_RETAINED = (4, True)
 V3_QOS1 = (4, 1)
 
 
+def routing_key(topic: str) -> str:
+    """The routing key of an MQTT topic, remembered: publishers repeat their topics."""
+    key = _KEYS.get(topic)
+    if key is None:
+        if len(_KEYS) >= KEY_CACHE_SIZE:
+            _KEYS.clear()
+        key = _KEYS[topic] = mqtt_to_key(topic)
+    return key
+
+
 def message_from_publish(
     topic: str,
     payload: bytes,
@@ -33,11 +43,7 @@ def message_from_publish(
 ) -> Message:
     """A core message for an MQTT 3.1.1 publish; ``raw`` is the received packet when it can
     be forwarded unchanged to QoS 0 subscribers of the same protocol level."""
-    key = _KEYS.get(topic)
-    if key is None:
-        if len(_KEYS) >= KEY_CACHE_SIZE:
-            _KEYS.clear()
-        key = _KEYS[topic] = mqtt_to_key(topic)
+    key = routing_key(topic)
     message = Message(
         TOPIC_EXCHANGE,
         key,
@@ -59,11 +65,7 @@ def messages_from_publishes(
 ) -> list[Message]:
     """Core messages for a run of MQTT 3.1.1 publishes (``codec.Publish``) that share
     topic and QoS (0 or 1), each with its received packet to forward."""
-    key = _KEYS.get(topic)
-    if key is None:
-        if len(_KEYS) >= KEY_CACHE_SIZE:
-            _KEYS.clear()
-        key = _KEYS[topic] = mqtt_to_key(topic)
+    key = routing_key(topic)
     properties = PERSISTENT if qos else EMPTY_PROPERTIES
     kind = V3_QOS1 if qos else V3_LIVE
     messages = []

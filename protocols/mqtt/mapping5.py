@@ -23,6 +23,7 @@ from typing import Any
 from broker.message import Message, Properties
 from broker.topics import TOPIC_EXCHANGE, key_to_mqtt, mqtt_to_key
 from protocols.mqtt.codec import encode_publish_block
+from protocols.mqtt.mapping import routing_key
 from protocols.mqtt.properties import encode_property_items, encode_varint, read_varint
 
 #: Entries of the memos below: property mappings seen recently, and their encodings.
@@ -73,7 +74,7 @@ def messages_from_publish5(
     """Core messages for a run of MQTT 5 publishes that share topic, QoS and properties."""
     core, extra, expiry = _core_properties(properties, qos)
     expires_at = None if expiry is None else time.time() + expiry
-    key = mqtt_to_key(topic)
+    key = routing_key(topic)
     return [
         Message(TOPIC_EXCHANGE, key, payload, core, expires_at, origin, publisher, extra, topic)
         for payload in payloads
@@ -235,7 +236,7 @@ def build_publishes(template: tuple[bytes, bytes], bodies: list[bytes]) -> bytes
     one size (a telemetry stream's) share their packet head, so the run is one join."""
     head, tail = template
     size = len(bodies[0])
-    if any(len(body) != size for body in bodies):
+    if list(map(len, bodies)).count(size) != len(bodies):
         return b"".join([build_publish(template, body, 0, None, False, False) for body in bodies])
     length = len(head) + len(tail) + size
     fixed = bytes((0x30, length)) if length < 128 else b"\x30" + encode_varint(length)

@@ -243,7 +243,8 @@ async def _read(
             if timeout != math.inf:
                 keepalive.deadline = trio.current_time() + timeout
             data = await source.receive()
-            keepalive.deadline = math.inf
+            if timeout != math.inf:  # (the setter's bookkeeping is not free: skip a no-op)
+                keepalive.deadline = math.inf
             if not data:
                 return
             packets = conn.decode(data)

@@ -496,3 +496,35 @@ def test_a_qos1_backlog_drains_in_rounds_of_the_receive_maximum(front: MQTTFront
     assert all(p.qos == 1 and p.properties["user_property"] == [("k", "v")] for p in got)
     assert got[0].topic == "q1/a" and all(p.topic == "" for p in got[1:])
     assert not front.sessions["s"].inflight
+
+
+def test_interleaved_streams_keep_their_aliases(front: MQTTFrontEnd) -> None:
+    """A fan-in interleaves many publishers' streams: each topic's alias is told once and
+    every later packet of it, whichever stream came in between, resolves to its topic."""
+    sub, plain = Client5(front), Client5(front)
+    sub.connect5("s", topic_alias_maximum=2)
+    sub.subscribe(("fan/#", 0))
+    plain.connect5("plain")
+    plain.subscribe(("fan/#", 0))
+    pubs = [Client5(front) for _ in range(3)]
+    for index, pub in enumerate(pubs):
+        pub.connect5(f"p{index}")
+    sent = []
+    for round_ in range(3):
+        for index, pub in enumerate(pubs):
+            bodies = [f"{index}.{round_}.{i}".encode() for i in range(4)]
+            pub.send(*_run(f"fan/{index}", bodies))
+            sent += [(f"fan/{index}", body) for body in bodies]
+    aliases: dict[int, str] = {}
+    got = []
+    for packet in sub.received():
+        alias = packet.properties.get("topic_alias")
+        if packet.topic:
+            if alias:
+                aliases[alias] = packet.topic
+            got.append((packet.topic, packet.payload))
+        else:
+            got.append((aliases[alias], packet.payload))
+    assert got == sent
+    assert sorted(aliases.values()) == ["fan/0", "fan/1"]  # the third topic has none
+    assert [(p.topic, p.payload) for p in plain.received()] == sent
