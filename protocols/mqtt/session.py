@@ -20,12 +20,7 @@ from broker.topics import TOPIC_EXCHANGE, filter_matches, filter_to_pattern
 from protocols.mqtt import shared
 from protocols.mqtt.codec import Puback
 from protocols.mqtt.limits import OUTPUT_HIGH_WATER
-from protocols.mqtt.mapping import (
-    V3_LIVE,
-    encode_qos0,
-    message_qos,
-    message_topic,
-)
+from protocols.mqtt.mapping import V3_LIVE, encode_qos0, message_qos, message_topic
 
 if TYPE_CHECKING:
     from broker.message import Message
@@ -271,12 +266,20 @@ class Session:
         ):
             return 0
         if conn.level < 5:
-            packets = []
-            for message in messages:
-                cache = message.cache
-                packet = cache.get(V3_LIVE) if cache is not None else None
-                packets.append(packet or encode_qos0(message, False))
-            conn.send_publishes(b"".join(packets), len(packets))
+            # every 3.x subscriber gets the same bytes: a fan-out joins the run once
+            cache = first.cache
+            if cache is None:
+                cache = first.cache = {}
+            key = (V3_LIVE, len(messages))
+            joined = cache.get(key)
+            if joined is None:
+                packets = []
+                for message in messages:
+                    held = message.cache
+                    packet = held.get(V3_LIVE) if held is not None else None
+                    packets.append(packet or encode_qos0(message, False))
+                joined = cache[key] = b"".join(packets)
+            conn.send_publishes(joined, len(messages))
             return len(messages)
         joined = conn.publish_run(messages)
         if joined is not None:

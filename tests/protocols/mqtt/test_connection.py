@@ -124,3 +124,21 @@ def test_a_qos1_backlog_drains_a_window_at_a_time(front: MQTTFrontEnd) -> None:
         sub.conn.receive(b"".join(codec.encode(codec.Puback(p.packet_id)) for p in window))
     assert [(p.topic, p.payload, p.qos) for p in got] == [("q1/a", b, 1) for b in bodies]
     assert not front.sessions["s"].inflight
+
+
+def test_a_run_fans_out_whole_and_in_order_to_every_subscriber(front: MQTTFrontEnd) -> None:
+    """3.x subscribers of a run share one joined copy of its packets: each still gets all
+    of them, in order, and a later run of the same length is its own."""
+    subs = [Client(front) for _ in range(3)]
+    for index, sub in enumerate(subs):
+        sub.connect(f"s{index}")
+        sub.subscribe(("fan/#", 0))
+    pub = Client(front)
+    pub.connect("p")
+    for round_ in range(2):
+        bodies = [f"{round_}.{i}".encode() * (i + 1) for i in range(5)]
+        pub.send(*[codec.Publish("fan/a", body, 0, False, False, None) for body in bodies])
+        for sub in subs:
+            assert [(p.topic, p.payload) for p in sub.received()] == [
+                ("fan/a", body) for body in bodies
+            ]
