@@ -815,25 +815,47 @@ class MQTTConnection:
         for this MQTT 5 client, joined, or None when not all fit its Maximum Packet Size.
         Subscribers that encode alike share the run's bytes through its first message."""
         first = messages[0]
+        stream, cache = self._stream, first.cache
+        if (  # a fan-out's later subscribers: the run's bytes are made already
+            stream is not None
+            and cache is not None
+            and stream[0] is first.properties
+            and stream[1] is first.extra
+            and stream[2] == first.topic
+        ):
+            joined = cache.get((stream[4], len(messages), self.max_packet_out, "whole"))
+            if joined is not None:
+                return joined
+        if len(messages) > 1 and self._stream_for(first, first.topic or message_topic(first)):
+            # the client has this stream's encoding (and knows its alias, if it has one):
+            # the whole run is shared by clients of one encoding and limit
+            return self._shared_run(messages, 0, "whole")
         data = self.publish_packet(first, 0, None, False)
-        stream = self._stream
-        if data is None or stream is None or len(messages) == 1:
+        if data is None or self._stream is None or len(messages) == 1:
             return data
         # the rest of the run after the first packet, which is this client's own (it may
-        # tell the client the topic's alias): shared by clients of one encoding and limit
-        key = (self.live_key, len(messages), self.max_packet_out)
+        # tell the client the topic's alias)
+        rest = self._shared_run(messages, 1, "rest")
+        return None if rest is None else data + rest
+
+    def _shared_run(self, messages: list[Message], start: int, part: str) -> bytes | None:
+        """The current stream's QoS 0 packets of ``messages[start:]``, joined, kept in the
+        first message's cache for every client of the same encoding and packet limit;
+        None when one is over this client's Maximum Packet Size."""
+        key = (self.live_key, len(messages), self.max_packet_out, part)
+        first = messages[0]
         cache = first.cache
         if cache is None:
             cache = first.cache = {}
-        rest = cache.get(key)
-        if rest is None:
-            bodies = [message.body for message in messages[1:]]
-            head, tail = template = stream[3]
+        joined = cache.get(key)
+        if joined is None:
+            bodies = [message.body for message in messages[start:]]
+            head, tail = template = self._stream[3]
             largest = len(head) + len(tail) + max(map(len, bodies))
             if 1 + len(encode_varint(largest)) + largest > self.max_packet_out:
                 return None
-            rest = cache[key] = build_publishes(template, bodies)
-        return data + rest
+            joined = cache[key] = build_publishes(template, bodies)
+        return joined
 
     def _publish_packet5(
         self,
