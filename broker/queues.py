@@ -394,7 +394,7 @@ class Queue:
         if len(consumers) == 1 and ready and hasattr(consumers[0], "deliver_entries"):
             self._dispatch_batches(consumers[0])
             return
-        pop = self._pop
+        pop_live = self._pop_live
         while ready and consumers:
             if len(consumers) == 1:
                 consumer = consumers[0]
@@ -404,13 +404,9 @@ class Queue:
                 consumer = self._next_consumer()
                 if consumer is None:
                     break
-            entry = pop()
-            if (
-                entry.deadline is not None or entry.message.expires_at is not None
-            ) and entry.expired(time.time()):
-                self._dead_letter(entry, "expired")
-                continue
-            self._deliver(consumer, entry)
+            entry = pop_live()
+            if entry is not None:
+                self._deliver(consumer, entry)
         if len(ready) < BACKLOG // 2:
             self.vhost.flow.drained(self)
 
@@ -418,7 +414,7 @@ class Queue:
         """``dispatch`` to a sole consumer that takes batches: as many entries as it has
         room for at a time, the expired ones dead-lettered on the way."""
         ready = self._ready
-        pop = self._pop
+        pop_live = self._pop_live
         unacked = self.unacked
         while ready:
             room = consumer.room()
@@ -426,13 +422,9 @@ class Queue:
                 break
             entries = []
             while ready and len(entries) < room:
-                entry = pop()
-                if (
-                    entry.deadline is not None or entry.message.expires_at is not None
-                ) and entry.expired(time.time()):
-                    self._dead_letter(entry, "expired")
-                    continue
-                entries.append(entry)
+                entry = pop_live()
+                if entry is not None:
+                    entries.append(entry)
             if not entries:
                 continue
             self.delivered += len(entries)
@@ -446,6 +438,15 @@ class Queue:
                     self._settle(entry)
         if len(ready) < BACKLOG // 2:
             self.vhost.flow.drained(self)
+
+    def _pop_live(self) -> Entry | None:
+        """The next ready entry, or None when it had expired (it is dead-lettered)."""
+        entry = self._pop()
+        timed = entry.deadline is not None or entry.message.expires_at is not None
+        if timed and entry.expired(time.time()):
+            self._dead_letter(entry, "expired")
+            return None
+        return entry
 
     def get(self, consumer: Consumer | None) -> Entry | None:
         """basic.get: take one ready message; with a consumer it awaits an ack."""
