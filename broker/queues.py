@@ -209,9 +209,7 @@ class Queue:
         self.published += 1
         stored = message.persistent and self.durable
         if stored:
-            self.store.enqueue(
-                self.vhost.name, self.name, seq, message.storage_id(), stored_form(message)
-            )
+            self._log(seq, message)
         consumers = self.consumers
         if ttl is None and not self._ready and consumers:
             if len(consumers) == 1:
@@ -314,9 +312,7 @@ class Queue:
             entry = Entry(message, seq, None)
             if durable and message.persistent:
                 entry.stored = stored = True
-                self.store.enqueue(
-                    self.vhost.name, self.name, seq, message.storage_id(), stored_form(message)
-                )
+                self._log(seq, message)
             push(entry)
             seq += 1
         self._next_seq = seq
@@ -324,6 +320,12 @@ class Queue:
         if self.consumers and len(ready) >= BACKLOG:
             self.vhost.flow.backlog(self)
         return rest, stored
+
+    def _log(self, seq: int, message: Message) -> None:
+        """Have the store keep a persistent message queued at ``seq`` (durable queues)."""
+        self.store.enqueue(
+            self.vhost.name, self.name, seq, message.storage_id(), stored_form(message)
+        )
 
     def restore(self, seq: int, message: Message) -> None:
         """Put back a message recovered from the store (startup only)."""

@@ -247,14 +247,6 @@ class Batch:
         """(message_id, references added, body) of every message some surviving insert uses."""
         return [(mid, refs, body) for mid, (body, refs) in self.messages.items() if refs > 0]
 
-    def entry_rows(self) -> list[tuple[str, str, int, int]]:
-        """(vhost, queue, seq, message_id) of every surviving insert."""
-        return [
-            (vhost, queue, seq, mid)
-            for (vhost, queue), entries in self.inserts.items()
-            for seq, mid in entries.items()
-        ]
-
 
 #: the mark taken when nothing was pending: everything queued before it is durable
 DURABLE = object()

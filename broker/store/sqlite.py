@@ -400,16 +400,15 @@ def _statements(script: str) -> list[str]:
 
 def _write_map(
     db: sqlite3.Connection, table: str, key: str, value: str, changes: dict[str, bytes | None]
-) -> int:
+) -> None:
     if not changes:
-        return 0
+        return
     puts = [(k, v) for k, v in changes.items() if v is not None]
     deletes = [(k,) for k, v in changes.items() if v is None]
     if puts:
         db.executemany(f"INSERT OR REPLACE INTO {table} ({key}, {value}) VALUES (?, ?)", puts)
     if deletes:
         db.executemany(f"DELETE FROM {table} WHERE {key} = ?", deletes)
-    return len(changes)
 
 
 def _read_snapshot(db: sqlite3.Connection) -> Snapshot:

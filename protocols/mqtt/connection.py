@@ -815,17 +815,6 @@ class MQTTConnection:
         for this MQTT 5 client, joined, or None when not all fit its Maximum Packet Size.
         Subscribers that encode alike share the run's bytes through its first message."""
         first = messages[0]
-        stream, cache = self._stream, first.cache
-        if (  # a fan-out's later subscribers: the run's bytes are made already
-            stream is not None
-            and cache is not None
-            and stream[0] is first.properties
-            and stream[1] is first.extra
-            and stream[2] == first.topic
-        ):
-            joined = cache.get((stream[4], len(messages), self.max_packet_out, "whole"))
-            if joined is not None:
-                return joined
         if len(messages) > 1 and self._stream_for(first, first.topic or message_topic(first)):
             # the client has this stream's encoding (and knows its alias, if it has one):
             # the whole run is shared by clients of one encoding and limit

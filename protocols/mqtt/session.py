@@ -176,11 +176,7 @@ class Session:
                 awaits_ack.append(False)
                 continue
             qos = 1 if granted == 1 else message_qos(message)
-            packet_id = self._next_id
-            if packet_id in inflight:
-                packet_id = self._allocate_id()
-            else:
-                self._next_id = packet_id % 65535 + 1
+            packet_id = self._allocate_id()
             pieces = publish_pieces(message, packet_id) if qos == 1 else None
             if pieces is not None:
                 parts += pieces
@@ -234,16 +230,11 @@ class Session:
                     conn.send_publish(data)
             return False
         qos = 1 if granted == 1 else message_qos(message)
-        packet_id = self._next_id
-        inflight = self.inflight
-        if packet_id in inflight:
-            packet_id = self._allocate_id()
-        else:
-            self._next_id = packet_id % 65535 + 1
+        packet_id = self._allocate_id()
         data = conn.publish_packet(message, qos, packet_id, retain, False, ids)
         if data is None:
             return False  # too big for the client: dropped as if delivered
-        inflight[packet_id] = Inflight(queue, seq, message, qos, retain, ids)
+        self.inflight[packet_id] = Inflight(queue, seq, message, qos, retain, ids)
         conn.send_publish(data)
         return True
 
