@@ -89,6 +89,17 @@ STREAMS_KEPT = 256
 REASON_STRING_MAX = 120
 
 
+def _continues(stream: tuple | None, message: Message, topic: str | None) -> bool:
+    """Whether ``message`` on ``topic`` continues an MQTT 5 ``stream`` (the same
+    properties, extra and topic), whose template then encodes it."""
+    return (
+        stream is not None
+        and stream[0] is message.properties
+        and stream[1] is message.extra
+        and stream[2] == topic
+    )
+
+
 def _reason_string(text: str | None) -> dict:
     return {"reason_string": text[:REASON_STRING_MAX]} if text else {}
 
@@ -775,15 +786,13 @@ class MQTTConnection:
         of this client's with the same properties and extra (a fan-in interleaves the
         streams of many publishers), whose template encodes the message."""
         stream = self._stream
-        if stream is None or stream[2] != topic:
-            stream = self._streams.get(topic)
-            if stream is None:
-                return None
-        if stream[0] is not message.properties or stream[1] is not message.extra:
+        if _continues(stream, message, topic):
+            return stream
+        stream = self._streams.get(topic)
+        if not _continues(stream, message, topic):
             return None
-        if stream is not self._stream:
-            self._stream = stream
-            self.live_key = stream[4]
+        self._stream = stream
+        self.live_key = stream[4]
         return stream
 
     def publish_pieces(self, message: Message, packet_id: int) -> tuple[bytes, ...] | None:
@@ -815,6 +824,12 @@ class MQTTConnection:
         for this MQTT 5 client, joined, or None when not all fit its Maximum Packet Size.
         Subscribers that encode alike share the run's bytes through its first message."""
         first = messages[0]
+        stream, cache = self._stream, first.cache
+        if cache is not None and _continues(stream, first, first.topic):
+            # a fan-out's later subscribers of one encoding: the run's bytes are made
+            joined = cache.get((stream[4], len(messages), self.max_packet_out, "whole"))
+            if joined is not None:
+                return joined
         if len(messages) > 1 and self._stream_for(first, first.topic or message_topic(first)):
             # the client has this stream's encoding (and knows its alias, if it has one):
             # the whole run is shared by clients of one encoding and limit
