@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -859,6 +859,20 @@ def encode_publish_block(
     if qos:
         return b"".join((head, raw_topic, _U16(packet_id), props, payload))
     return b"".join((head, raw_topic, props, payload))
+
+
+@functools.cache
+def _packet_ids(count: int) -> Callable[..., bytes]:
+    return struct.Struct(f">{count}H").pack
+
+
+def stamp_packet_ids(buf: bytearray, offset: int, stride: int, first_id: int, count: int) -> None:
+    """Write packet ids ``first_id`` .. ``first_id + count - 1`` into ``count`` packets of
+    ``stride`` bytes laid end to end in ``buf``, each at ``offset`` into its packet: a
+    batch of one shape is joined once and stamped column by column."""
+    ids = _packet_ids(count)(*range(first_id, first_id + count))
+    buf[offset::stride] = ids[0::2]
+    buf[offset + 1 :: stride] = ids[1::2]
 
 
 def encode_puback(packet_id: int) -> bytes:

@@ -20,10 +20,11 @@ from broker.errors import BrokerError
 from broker.log import event
 from protocols.mqtt import codec, enhanced_auth, shared
 from protocols.mqtt.aliases import OutboundAliases
-from protocols.mqtt.codec import MQTTError
+from protocols.mqtt.codec import MQTTError, stamp_packet_ids
 from protocols.mqtt.enhanced_auth import AuthFailed, ScramExchange
 from protocols.mqtt.limits import OUTPUT_BACKLOG
 from protocols.mqtt.mapping import (
+    V3_QOS1,
     encode_qos,
     encode_qos0,
     message_from_publish,
@@ -38,7 +39,6 @@ from protocols.mqtt.mapping5 import (
     inbound_template,
     message_from_publish5,
     messages_from_publish5,
-    publish_pieces,
     publish_template,
     share_key,
 )
@@ -805,19 +805,73 @@ class MQTTConnection:
         if message.expires_at is not None:
             return None
         stream = self._stream_for(message, message.topic or message_topic(message))
-        if stream is None:
+        shape = None if stream is None else self._qos1_shape_for(stream, len(message.body))
+        if shape is None:
             return None
-        body = message.body
-        size = len(body)
+        return shape[2], packet_id.to_bytes(2, "big"), shape[3], message.body
+
+    def _qos1_shape_for(self, stream: tuple, size: int) -> tuple | None:
+        """The shape of the stream's QoS 1 packets with bodies of ``size`` bytes (a
+        stream's messages of one size share all but packet id and body): (stream, size,
+        the bytes before the packet id, those after it, both around a zero packet id),
+        or None when such packets exceed the client's Maximum Packet Size."""
         shape = self._qos1_shape
         if shape is None or shape[0] is not stream or shape[1] != size:
-            # a stream's messages of one size share all but packet id and body
-            fixed, head, _, tail, _ = publish_pieces(stream[3], body, 1, packet_id, False, False)
-            fits = len(fixed) + len(head) + 2 + len(tail) + size <= self.max_packet_out
-            shape = self._qos1_shape = (stream, size, fixed + head, tail, fits)
-        if not shape[4]:
+            head, tail = stream[3]
+            length = len(head) + 2 + len(tail) + size
+            prefix = b"\x32" + encode_varint(length) + head
+            fits = len(prefix) + 2 + len(tail) + size <= self.max_packet_out
+            template = prefix + b"\0\0" + tail
+            shape = self._qos1_shape = (stream, size, prefix, tail, template, fits)
+        return shape if shape[5] else None
+
+    def qos1_run(self, messages: list[Message], first_id: int) -> bytearray | None:
+        """The QoS 1 PUBLISH packets (no retain, DUP or subscription ids) of a batch, with
+        packet ids from ``first_id`` on, laid out in one buffer when the messages share a
+        shape: 3.x packets received as QoS 1 under one topic and size, or MQTT 5 messages
+        of this client's current stream (persistent, no expiry) with bodies of one size
+        that fit its Maximum Packet Size.  None for any other batch."""
+        first = messages[0]
+        topic = first.topic
+        if self.level < 5:
+            cache = first.cache
+            raw = cache.get(V3_QOS1) if cache is not None else None
+            if raw is None:
+                return None
+            size = len(raw)
+            raws = []
+            for message in messages:
+                cache = message.cache
+                raw = cache.get(V3_QOS1) if cache is not None else None
+                if raw is None or len(raw) != size or message.topic != topic:
+                    return None
+                raws.append(raw)
+            buf = bytearray(b"".join(raws))
+            stamp_packet_ids(buf, size - len(first.body) - 2, size, first_id, len(messages))
+            return buf
+        if not first.persistent or first.expires_at is not None:
             return None
-        return shape[2], packet_id.to_bytes(2, "big"), shape[3], body
+        stream = self._stream_for(first, topic or message_topic(first))
+        size = len(first.body)
+        shape = None if stream is None else self._qos1_shape_for(stream, size)
+        if shape is None:
+            return None
+        topic, properties, extra = first.topic, first.properties, first.extra
+        bodies = [b""]  # the template goes before every body
+        for message in messages:
+            if (
+                message.properties is not properties
+                or message.extra is not extra
+                or message.expires_at is not None
+                or len(message.body) != size
+                or message.topic != topic
+            ):
+                return None
+            bodies.append(message.body)
+        template = shape[4]
+        buf = bytearray(template).join(bodies)
+        stamp_packet_ids(buf, len(shape[2]), len(template) + size, first_id, len(messages))
+        return buf
 
     def publish_run(self, messages: list[Message]) -> bytes | None:
         """The QoS 0 PUBLISH packets of a run (one topic, properties and extra; no expiry)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import msgpack
 
+from broker.queues import Entry
 from broker.topics import TOPIC_EXCHANGE, filter_matches, filter_to_pattern
 from protocols.mqtt import shared
 from protocols.mqtt.codec import Puback
@@ -24,7 +25,7 @@ from protocols.mqtt.mapping import V3_LIVE, encode_qos0, message_qos, message_to
 
 if TYPE_CHECKING:
     from broker.message import Message
-    from broker.queues import Entry, Queue
+    from broker.queues import Queue
     from broker.vhost import VHost
     from protocols.mqtt.connection import MQTTConnection
 
@@ -93,7 +94,9 @@ class Session:
         self._stored = False
         self.max_inflight = max_inflight
         self.subscriptions: dict[str, int] = {}
-        self.inflight: dict[int, Inflight] = {}
+        #: packet id -> its delivery awaiting the client: a record, or for a batch from
+        #: the session's own queue, the queue's entry
+        self.inflight: dict[int, Inflight | Entry] = {}
         self.incoming_qos2: set[int] = set()
         #: subscriptions the ACL allows only in part: their deliveries are checked one by one
         self.filtered: set[str] = set()
@@ -152,14 +155,29 @@ class Session:
     def deliver_entries(self, queue: Queue, entries: list[Entry]) -> list[bool]:
         """A batch from the session's own queue under one plain subscription in one write
         (a QoS 1 backlog drains by the window's room at each round of PUBACKs); anything
-        else one by one."""
+        else one by one.  A QoS 1 batch of one shape is laid out at once, with a run of
+        packet ids, and its queue entries are its inflight records."""
         granted = self._only_qos
         conn = self.connection
         if queue is not self.queue or granted is None or self.filtered:
             return [self.deliver(queue, e.message, e.seq, e.redelivered) for e in entries]
+        count = len(entries)
+        first_id = self._next_id
+        inflight = self.inflight
+        if (
+            granted == 1
+            and count > 1
+            and first_id + count <= 65536
+            and inflight.keys().isdisjoint(range(first_id, first_id + count))
+        ):
+            data = conn.qos1_run([entry.message for entry in entries], first_id)
+            if data is not None:
+                self._next_id = (first_id + count - 1) % 65535 + 1
+                inflight.update(zip(range(first_id, first_id + count), entries, strict=True))
+                conn.send_publishes(data, count)
+                return [True] * count
         publish_packet = conn.publish_packet
         publish_pieces = conn.publish_pieces
-        inflight = self.inflight
         parts: list[bytes] = []  # the batch's packets, or pieces of them, to join once
         count = 0
         awaits_ack = []
@@ -290,6 +308,9 @@ class Session:
                     self.shared.pop(topic_filter, None)
                     self.options.pop(topic_filter, None)
             return
+        for packet_id, item in list(self.inflight.items()):
+            if type(item) is Entry:  # awaiting the client's ack, which no queue takes now
+                self.inflight[packet_id] = Inflight(None, None, item.message, 1, False, None)
         self.subscriptions.clear()
         self.options = {f: o for f, o in self.options.items() if f in self.shared}
         self._only_qos = None
@@ -315,6 +336,8 @@ class Session:
         """On session resumption: every unacknowledged PUBLISH again with DUP=1 and its
         original packet id, and PUBREL for those already PUBRECed (MQTT 4.4)."""
         for packet_id, item in list(self.inflight.items()):
+            if type(item) is Entry:
+                item = self.inflight[packet_id] = self._record(item)
             if item.state == AWAIT_ACK:
                 data = conn.publish_packet(
                     item.message, item.qos, packet_id, item.retain, True, item.subscription_ids
@@ -326,6 +349,10 @@ class Session:
                 conn.send_publish(data)
             else:
                 conn.write(bytes((0x62, 2)) + packet_id.to_bytes(2, "big"))
+
+    def _record(self, entry: Entry) -> Inflight:
+        """The inflight record of a batch delivery, which holds only its queue entry."""
+        return Inflight(self.queue, entry.seq, entry.message, 1, False, None)
 
     def _allocate_id(self) -> int:
         packet_id = self._next_id
@@ -382,7 +409,10 @@ class Session:
             if type(packet) is not Puback:
                 break
             item = inflight.get(packet.packet_id)
-            if item is not None and item.qos == 1:
+            if type(item) is Entry:  # delivered in a batch from the session's own queue
+                del inflight[packet.packet_id]
+                self.queue.ack(item.seq)
+            elif item is not None and item.qos == 1:
                 del inflight[packet.packet_id]
                 queue = item.queue
                 if queue is not None:
@@ -393,7 +423,7 @@ class Session:
     def pubrec(self, packet_id: int) -> bool:
         """QoS 2 step 1; returns whether the packet id is known (PUBREL follows anyway)."""
         item = self.inflight.get(packet_id)
-        if item is None or item.qos != 2:
+        if type(item) is not Inflight or item.qos != 2:
             return False
         if item.state == AWAIT_ACK:
             item.state = AWAIT_COMP
@@ -403,7 +433,7 @@ class Session:
 
     def pubcomp(self, packet_id: int) -> None:
         item = self.inflight.get(packet_id)
-        if item is not None and item.state == AWAIT_COMP:
+        if type(item) is Inflight and item.state == AWAIT_COMP:
             del self.inflight[packet_id]
             self.save()
 
@@ -492,7 +522,7 @@ class Session:
         """Forget the messages from ``queue`` still awaiting the client's ack (the queue
         gives them to another consumer)."""
         for packet_id, item in list(self.inflight.items()):
-            if item.queue is queue:
+            if type(item) is Inflight and item.queue is queue:
                 del self.inflight[packet_id]
 
     def _subscriptions_changed(self) -> None:

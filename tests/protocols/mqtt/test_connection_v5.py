@@ -8,7 +8,7 @@ import scramp
 from broker.queues import Queue
 from protocols.mqtt import codec
 from protocols.mqtt.frontend import MQTTFrontEnd
-from tests.protocols.mqtt.sansio import Client
+from tests.protocols.mqtt.sansio import Client, Client5
 
 PROPS = {
     "content_type": "application/json",
@@ -17,20 +17,6 @@ PROPS = {
     "user_property": [("unit", "C"), ("unit", "F"), ("room", "1")],
     "payload_format_indicator": 1,
 }
-
-
-class Client5(Client):
-    def __init__(self, front: MQTTFrontEnd) -> None:
-        super().__init__(front)
-        self.decoder.protocol_level = 5
-
-    def send(self, *packets: object) -> list:
-        self.conn.receive(b"".join(codec.encode(p, 5) for p in packets))
-        return self.received()
-
-    def connect5(self, client_id: str, **properties: object) -> codec.Connack:
-        [connack] = self.send(codec.Connect("MQTT", 5, True, 60, client_id, properties=properties))
-        return connack
 
 
 def test_connack_tells_capabilities_and_assigns_an_id(front: MQTTFrontEnd) -> None:
