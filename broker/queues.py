@@ -522,6 +522,14 @@ class Queue:
         self._settle(entry)
         return True
 
+    def ack_all(self, seqs: list[int]) -> None:
+        """``ack`` each of ``seqs``: a consumer acks a round of deliveries at once."""
+        pop = self.unacked.pop
+        for seq in seqs:
+            entry = pop(seq, None)
+            if entry is not None and entry.stored:
+                self._settle(entry)
+
     def reject(self, seq: int, requeue: bool) -> bool:
         """nack/reject one delivery: back to the head of the queue, or dead-lettered."""
         if requeue:

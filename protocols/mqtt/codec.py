@@ -141,6 +141,17 @@ class Puback(_Ack):
 
 
 @dataclass(slots=True)
+class Pubacks:
+    """Plain PUBACKs in a row (no reason code or properties), as the decoder reads them:
+    a subscriber acks a round of deliveries at once."""
+
+    packet_ids: tuple[int, ...]
+
+    def each(self) -> list[Puback]:
+        return [Puback(packet_id, 0, {}) for packet_id in self.packet_ids]
+
+
+@dataclass(slots=True)
 class Pubrec(_Ack):
     pass
 
@@ -218,6 +229,7 @@ Packet = (
     | Connack
     | Publish
     | Puback
+    | Pubacks
     | Pubrec
     | Pubrel
     | Pubcomp
@@ -790,17 +802,17 @@ class Decoder:
                 if packet_id:
                     # a subscriber acks a round of deliveries at once: a run of PUBACKs
                     # is recognised by its strided bytes and its ids unpacked together
-                    count = min((n - pos) >> 2, PUBACK_RUN)
-                    stop = pos + 4 * count
-                    if (
-                        count > 1
-                        and buf[pos:stop:4] == b"\x40" * count
-                        and buf[pos + 1 : stop : 4] == b"\x02" * count
-                    ):
+                    stop = pos + 4 * min((n - pos) >> 2, PUBACK_RUN)
+                    kinds, lengths = buf[pos:stop:4], buf[pos + 1 : stop : 4]
+                    count = min(
+                        len(kinds) - len(kinds.lstrip(b"\x40")),
+                        len(lengths) - len(lengths.lstrip(b"\x02")),
+                    )
+                    if count > 1:
                         ids = _puback_ids(count).unpack_from(buf, pos)
                         if 0 not in ids:
-                            packets.extend([Puback(i, 0, NO_PROPERTIES) for i in ids])
-                            pos = stop
+                            append(Pubacks(ids))
+                            pos += 4 * count
                             continue
                     append(Puback(packet_id, 0, NO_PROPERTIES))
                     pos = end
@@ -985,11 +997,17 @@ def _encode_reason(packet: Disconnect | Auth, protocol_level: int) -> bytes:
 
 _ACK_HEADERS = {Puback: 0x40, Pubrec: 0x50, Pubrel: 0x62, Pubcomp: 0x70}
 
+
+def _encode_pubacks(packet: Pubacks, protocol_level: int) -> bytes:
+    return b"".join([encode_puback(packet_id) for packet_id in packet.packet_ids])
+
+
 _ENCODERS = {
     Connect: _encode_connect,
     Connack: _encode_connack,
     Publish: _encode_publish,
     Puback: _encode_ack,
+    Pubacks: _encode_pubacks,
     Pubrec: _encode_ack,
     Pubrel: _encode_ack,
     Pubcomp: _encode_ack,

@@ -198,10 +198,13 @@ class MQTTConnection:
                         index = self._publish_run(packets, index, stop)
                         continue
                     self._publish(packet)
-                elif kind is codec.Puback and session is not None:
-                    index = session.pubacks(packets, index, stop)
+                elif kind is codec.Pubacks and session is not None:
+                    session.acked(packet.packet_ids)
+                    self.broker.stats.messages_received += len(packet.packet_ids) - 1
                     acked = True
-                    continue
+                elif kind is codec.Puback and session is not None:
+                    session.acked((packet.packet_id,))
+                    acked = True
                 else:
                     self._control(packet)
                     session = self.session

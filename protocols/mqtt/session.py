@@ -11,7 +11,7 @@ QoS 2 state and expiry are stored as a blob.  The front end ends it when it expi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import msgpack
@@ -19,7 +19,6 @@ import msgpack
 from broker.queues import Entry
 from broker.topics import TOPIC_EXCHANGE, filter_matches, filter_to_pattern
 from protocols.mqtt import shared
-from protocols.mqtt.codec import Puback
 from protocols.mqtt.limits import OUTPUT_HIGH_WATER
 from protocols.mqtt.mapping import V3_LIVE, encode_qos0, message_qos, message_topic
 
@@ -400,25 +399,21 @@ class Session:
 
     # -- acknowledgements from the client -----------------------------------------------
 
-    def pubacks(self, packets: list, index: int, stop: int) -> int:
-        """The PUBACKs from ``packets[index]`` up to the first other packet or ``stop`` (a
-        client acks a round of deliveries at once); returns the index after them."""
+    def acked(self, packet_ids: Iterable[int]) -> None:
+        """PUBACKs from the client: the QoS 1 deliveries they name are done."""
         inflight = self.inflight
-        while index < stop:
-            packet = packets[index]
-            if type(packet) is not Puback:
-                break
-            item = inflight.get(packet.packet_id)
-            if type(item) is Entry:  # delivered in a batch from the session's own queue
-                del inflight[packet.packet_id]
-                self.queue.ack(item.seq)
+        seqs = []  # of batch deliveries from the session's own queue, acked together
+        for packet_id in packet_ids:
+            item = inflight.get(packet_id)
+            if type(item) is Entry:
+                del inflight[packet_id]
+                seqs.append(item.seq)
             elif item is not None and item.qos == 1:
-                del inflight[packet.packet_id]
-                queue = item.queue
-                if queue is not None:
-                    queue.ack(item.seq)
-            index += 1
-        return index
+                del inflight[packet_id]
+                if item.queue is not None:
+                    item.queue.ack(item.seq)
+        if seqs:
+            self.queue.ack_all(seqs)
 
     def pubrec(self, packet_id: int) -> bool:
         """QoS 2 step 1; returns whether the packet id is known (PUBREL follows anyway)."""

@@ -15,6 +15,7 @@ from protocols.mqtt.codec import (
     Pingreq,
     Pingresp,
     Puback,
+    Pubacks,
     Pubcomp,
     Publish,
     Pubrec,
@@ -153,6 +154,14 @@ def test_subscribe_v5_options() -> None:
     sub = Subscribe(1, [("#", options)], {"subscription_identifier": [7]})
     assert decode_one(data, 5) == sub
     assert encode(sub, 5) == data
+
+
+def test_a_run_of_pubacks_is_read_as_one() -> None:
+    """A subscriber's round of plain PUBACKs decodes as one ``Pubacks``; the packet after
+    the run (an ack with a reason code here) is its own."""
+    data = h("40 02 0001 40 02 0002 40 02 fffe 40 03 0004 10")
+    assert decoder(5).feed(data) == [Pubacks((1, 2, 0xFFFE)), Puback(4, 0x10, {})]
+    assert encode(Pubacks((1, 2, 0xFFFE))) == data[:12]
 
 
 def test_short_forms() -> None:
