@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -129,6 +129,33 @@ class Publish:
 
 
 @dataclass(slots=True)
+class Publishes:
+    """PUBLISH packets in a row of one size that share topic, QoS (0 or 1) and properties,
+    without retain or DUP, as a decoder with ``runs`` reads a stream after its first
+    packet: one object for the run, not one per packet."""
+
+    topic: str
+    qos: int
+    properties: Mapping
+    payloads: list[bytes]
+    packet_ids: list[int] | None  # QoS 1
+    #: the packets as received where ``Publish.raw`` would keep them: every one for 3.x;
+    #: the first for MQTT 5 QoS 0 (what subscribers that encode alike may share); None
+    raws: list[bytes] | None
+
+    def each(self) -> list[Publish]:
+        topic, qos, properties, raws = self.topic, self.qos, self.properties, self.raws
+        ids = self.packet_ids or [None] * len(self.payloads)
+        return [
+            Publish(
+                topic, payload, qos, False, False, packet_id, properties,
+                raws[index] if raws is not None and index < len(raws) else None,
+            )
+            for index, (payload, packet_id) in enumerate(zip(self.payloads, ids, strict=True))
+        ]  # fmt: skip
+
+
+@dataclass(slots=True)
 class _Ack:
     packet_id: int
     reason_code: int = 0
@@ -149,6 +176,10 @@ class Pubacks:
 
     def each(self) -> list[Puback]:
         return [Puback(packet_id, 0, {}) for packet_id in self.packet_ids]
+
+
+#: The packets that stand for several (see ``Decoder``).
+_RUNS = (Publishes, Pubacks)
 
 
 @dataclass(slots=True)
@@ -228,6 +259,7 @@ Packet = (
     Connect
     | Connack
     | Publish
+    | Publishes
     | Puback
     | Pubacks
     | Pubrec
@@ -599,6 +631,30 @@ def _remaining_length(buf: bytes, pos: int, n: int) -> tuple[int, int]:
 
 #: Most PUBACKs unpacked in one go (one cached unpacker per count up to it).
 PUBACK_RUN = 128
+#: Most PUBLISH packets read as one ``Publishes`` (the adapter hands a connection slices
+#: of about this many messages, checking flow control in between).
+RUN = 64
+
+
+def _repeats(buf: bytes, start: int, stride: int, pattern: bytes, most: int) -> int:
+    """How many of the ``most`` places ``stride`` bytes apart from ``start`` on hold
+    ``pattern``, counted until the first that does not: packets in a row are compared
+    column by column, a byte of the pattern against all of them at once."""
+    count = most
+    for offset in range(len(pattern)):
+        first = start + offset
+        column = buf[first : first + count * stride : stride]
+        count -= len(column.lstrip(pattern[offset : offset + 1]))
+        if not count:
+            break
+    return count
+
+
+def one_by_one(packets: list[Packet]) -> list[Packet]:
+    """Decoded packets with runs (``Publishes``, ``Pubacks``) as the packets they hold."""
+    if not any(type(p) in _RUNS for p in packets):
+        return packets
+    return [each for p in packets for each in (p.each() if type(p) in _RUNS else (p,))]
 
 
 @functools.cache
@@ -610,12 +666,17 @@ def _puback_ids(count: int) -> struct.Struct:
 class Decoder:
     """Incremental decoder: feed it bytes as they arrive, get back whole packets.
 
+    With ``runs``, a stream's PUBLISH packets after its first come as ``Publishes`` and
+    plain PUBACKs in a row as ``Pubacks`` (a broker handles a run at once); without, every
+    packet is its own object.
+
     After an MQTTError the decoder stays failed: the connection must be closed. The error
     carries ``packets``, the packets decoded from the same feed before the bad one.
     """
 
-    def __init__(self, max_packet_size: int = 268_435_455) -> None:
+    def __init__(self, max_packet_size: int = 268_435_455, *, runs: bool = False) -> None:
         self.max_packet_size = max_packet_size
+        self.runs = runs
         self.protocol_level = 4
         self._pending = bytearray()
         self._need = 0
@@ -640,11 +701,11 @@ class Decoder:
         try:
             pos = self._decode(buf, packets)
         except MQTTError as error:
-            error.packets = packets
+            error.packets = packets if self.runs else one_by_one(packets)
             self._error = error
             raise
         self._pending = bytearray(memoryview(buf)[pos:])
-        return packets
+        return packets if self.runs else one_by_one(packets)
 
     def _decode(self, buf: bytes, packets: list[Packet]) -> int:
         """Append complete packets from buf to packets; return where the first partial starts."""
@@ -664,46 +725,41 @@ class Decoder:
         run_topic = ""
         run_properties: Mapping = NO_PROPERTIES
         while pos < n:
-            if run_head and buf.startswith(run_head, pos) and pos + run_size <= n:
-                # the whole run at once: every following packet that starts with the head
+            if run_head and pos + run_size <= n and buf.startswith(run_head, pos):
+                # the run at once: the following packets that start with the head
                 size = run_size
-                stop = pos + size
-                while stop + size <= n and buf.startswith(run_head, stop):
-                    stop += size
+                count = _repeats(buf, pos, size, run_head, min((n - pos) // size, RUN))
                 at = len(run_head)
-                if not run_qos:
-                    packets += [
-                        Publish(
-                            run_topic, buf[p + at : p + size], 0, False, False, None,
-                            run_properties, buf[p : p + size],
+                ids = None
+                if run_qos:
+                    # QoS 1: the packet id follows the head, then 5.0's properties (the tail)
+                    stop = pos + count * size
+                    ids = [
+                        high << 8 | low
+                        for high, low in zip(
+                            buf[pos + at : stop : size],
+                            buf[pos + at + 1 : stop : size],
+                            strict=True,
                         )
-                        for p in range(pos, stop, size)
-                    ]  # fmt: skip
-                    pos = stop
-                    continue
-                # QoS 1: the packet id follows the head, then 5.0's properties (the tail)
-                ids = [
-                    high << 8 | low
-                    for high, low in zip(
-                        buf[pos + at : stop : size], buf[pos + at + 1 : stop : size], strict=True
+                    ]
+                    if 0 in ids:  # the run ends before an invalid packet id, reported below
+                        count = ids.index(0)
+                    if run_tail and count:
+                        count = _repeats(buf, pos + at + 2, size, run_tail, count)
+                    del ids[count:]
+                    at += 2 + len(run_tail)
+                if count:
+                    stop = pos + count * size
+                    places = range(pos, stop, size)
+                    payloads = [buf[p + at : p + size] for p in places]
+                    raws = (
+                        [buf[p : p + size] for p in places]
+                        if v3
+                        else None
+                        if run_qos
+                        else [buf[pos : pos + size]]
                     )
-                ]
-                if 0 in ids:  # the run ends before an invalid packet id, reported below
-                    stop = pos + ids.index(0) * size
-                if run_tail:
-                    end = pos
-                    while end < stop and buf.startswith(run_tail, end + at + 2):
-                        end += size
-                    stop = end
-                at += 2 + len(run_tail)
-                packets += [
-                    Publish(
-                        run_topic, buf[p + at : p + size], 1, False, False, packet_id,
-                        run_properties, buf[p : p + size] if v3 else None,
-                    )
-                    for p, packet_id in zip(range(pos, stop, size), ids, strict=False)
-                ]  # fmt: skip
-                if stop > pos:
+                    append(Publishes(run_topic, run_qos, run_properties, payloads, ids, raws))
                     pos = stop
                     continue
             b0 = buf[pos]
@@ -878,13 +934,20 @@ def _packet_ids(count: int) -> Callable[..., bytes]:
     return struct.Struct(f">{count}H").pack
 
 
-def stamp_packet_ids(buf: bytearray, offset: int, stride: int, first_id: int, count: int) -> None:
-    """Write packet ids ``first_id`` .. ``first_id + count - 1`` into ``count`` packets of
-    ``stride`` bytes laid end to end in ``buf``, each at ``offset`` into its packet: a
-    batch of one shape is joined once and stamped column by column."""
-    ids = _packet_ids(count)(*range(first_id, first_id + count))
+def stamp_packet_ids(buf: bytearray, offset: int, stride: int, packet_ids: Sequence[int]) -> None:
+    """Write ``packet_ids`` into as many packets of ``stride`` bytes laid end to end in
+    ``buf``, each at ``offset`` into its packet: packets of one shape are joined once and
+    stamped column by column."""
+    ids = _packet_ids(len(packet_ids))(*packet_ids)
     buf[offset::stride] = ids[0::2]
     buf[offset + 1 :: stride] = ids[1::2]
+
+
+def encode_pubacks(packet_ids: Sequence[int]) -> bytes:
+    """Plain PUBACKs for ``packet_ids``, one after the other (a run of publishes' acks)."""
+    data = bytearray(b"\x40\x02\x00\x00" * len(packet_ids))
+    stamp_packet_ids(data, 2, 4, packet_ids)
+    return bytes(data)
 
 
 def encode_puback(packet_id: int) -> bytes:
@@ -999,13 +1062,18 @@ _ACK_HEADERS = {Puback: 0x40, Pubrec: 0x50, Pubrel: 0x62, Pubcomp: 0x70}
 
 
 def _encode_pubacks(packet: Pubacks, protocol_level: int) -> bytes:
-    return b"".join([encode_puback(packet_id) for packet_id in packet.packet_ids])
+    return encode_pubacks(packet.packet_ids)
+
+
+def _encode_publishes(packet: Publishes, protocol_level: int) -> bytes:
+    return b"".join([_encode_publish(each, protocol_level) for each in packet.each()])
 
 
 _ENCODERS = {
     Connect: _encode_connect,
     Connack: _encode_connack,
     Publish: _encode_publish,
+    Publishes: _encode_publishes,
     Puback: _encode_ack,
     Pubacks: _encode_pubacks,
     Pubrec: _encode_ack,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -118,7 +118,7 @@ class MQTTConnection:
         self.broker = front.broker
         self.peer = peer
         self.peer_loopback = peer_loopback
-        self.decoder = codec.Decoder(front.settings.max_packet_size)
+        self.decoder = codec.Decoder(front.settings.max_packet_size, runs=True)
         self.outbox = bytearray()
         self.acks_after_sync: list[bytes] = []
         self.on_output: Callable[[], None] = lambda: None
@@ -198,6 +198,8 @@ class MQTTConnection:
                         index = self._publish_run(packets, index, stop)
                         continue
                     self._publish(packet)
+                elif kind is codec.Publishes:
+                    self._publishes(packet)
                 elif kind is codec.Pubacks and session is not None:
                     session.acked(packet.packet_ids)
                     self.broker.stats.messages_received += len(packet.packet_ids) - 1
@@ -484,8 +486,8 @@ class MQTTConnection:
             return
         level5 = self.level == 5
         if level5:
-            topic = self._alias_topic(packet)
-            reason = self._publish_refusal(packet, topic)
+            topic = self._alias_topic(packet.topic, packet.properties)
+            reason = self._publish_refusal(packet.properties, qos, packet.payload, topic)
         else:
             topic = packet.topic
             reason = 0 if self._allowed("publish", topic) else NOT_AUTHORIZED_5
@@ -515,31 +517,30 @@ class MQTTConnection:
                 pubrec = codec.Pubrec(packet.packet_id)
             self._ack(codec.encode(pubrec, self.level), stored or session.durable)
 
-    def _publish_refusal(self, packet: codec.Publish, topic: str) -> int:
+    def _publish_refusal(self, props: Mapping, qos: int, payload: bytes, topic: str) -> int:
         """The reason code refusing an MQTT 5 publish, 0 to accept it; a protocol
         violation raises."""
-        props = packet.properties
         if "subscription_identifier" in props:
             raise MQTTError("subscription identifier from a client", codec.PROTOCOL_ERROR)
-        if packet.qos == 2 and len(self.session.incoming_qos2) >= self.front.settings.max_inflight:
+        if qos == 2 and len(self.session.incoming_qos2) >= self.front.settings.max_inflight:
             raise MQTTError("more QoS 2 publishes than Receive Maximum", RECEIVE_MAXIMUM_EXCEEDED)
-        if props.get("payload_format_indicator") == 1 and not _is_utf8(packet.payload):
-            if not packet.qos:
+        if props.get("payload_format_indicator") == 1 and not _is_utf8(payload):
+            if not qos:
                 raise MQTTError("payload is not UTF-8", PAYLOAD_FORMAT_INVALID)
             return PAYLOAD_FORMAT_INVALID
         return 0 if self._allowed("publish", topic) else NOT_AUTHORIZED_5
 
-    def _alias_topic(self, packet: codec.Publish) -> str:
+    def _alias_topic(self, topic: str, properties: Mapping) -> str:
         """MQTT 5 topic aliases from the client: a topic with an alias sets it, an empty
         topic with an alias uses it (3.3.2.3.4)."""
-        alias = packet.properties.get("topic_alias")
+        alias = properties.get("topic_alias")
         if alias is None:
-            return packet.topic
+            return topic
         if alias > self.front.settings.topic_alias_maximum:
             raise MQTTError(f"topic alias {alias} out of range", TOPIC_ALIAS_INVALID)
-        if packet.topic:
-            self.topic_aliases[alias] = packet.topic
-            return packet.topic
+        if topic:
+            self.topic_aliases[alias] = topic
+            return topic
         topic = self.topic_aliases.get(alias)
         if topic is None:
             raise MQTTError(f"topic alias {alias} was never set", codec.PROTOCOL_ERROR)
@@ -563,13 +564,48 @@ class MQTTConnection:
         if level5 and (end == index + 1 or properties.get("payload_format_indicator") == 1):
             self._publish(first)  # each payload needs its own check
             return index + 1
-        count = end - index
+        run = packets[index:end]
+        payloads = [packet.payload for packet in run]
+        packet_ids = [packet.packet_id for packet in run] if qos else None
+        if level5:  # QoS 0: a subscriber encoding alike may get the first packet as is
+            raws = None if first.raw is None else [first.raw]
+        else:
+            raws = [packet.raw for packet in run]
+        self._route_run(topic, qos, properties, payloads, packet_ids, raws)
+        return end
+
+    def _publishes(self, run: codec.Publishes) -> None:
+        """A run of publishes as the decoder read it (see ``_route_run``)."""
+        if not self.connected:
+            raise MQTTError("PUBLISH before CONNECT", codec.PROTOCOL_ERROR)
+        properties = run.properties
+        if self.level == 5 and properties.get("payload_format_indicator") == 1:
+            for packet in run.each():  # each payload needs its own check
+                self._publish(packet)
+            return
+        self.broker.stats.messages_received += len(run.payloads) - 1
+        self._route_run(run.topic, run.qos, properties, run.payloads, run.packet_ids, run.raws)
+
+    def _route_run(
+        self,
+        topic: str,
+        qos: int,
+        properties: Mapping,
+        payloads: list[bytes],
+        packet_ids: list[int] | None,
+        raws: list[bytes | None] | None,
+    ) -> None:
+        """Route a run of publishes of one topic, QoS (0 or 1) and properties, none
+        retained, checked once for the run, and ack them together.  ``raws``: the packets
+        as received (3.x: each, forwarded as is; MQTT 5 QoS 0: the first)."""
+        count = len(payloads)
         stats = self.broker.stats
         stats.publish_received += count
         self.publisher = True
+        level5 = self.level == 5
         if level5:
-            topic = self._alias_topic(first)
-            reason = self._publish_refusal(first, topic)
+            topic = self._alias_topic(topic, properties)
+            reason = self._publish_refusal(properties, qos, payloads[0], topic)
         else:
             reason = 0 if self._allowed("publish", topic) else NOT_AUTHORIZED_5
         stored = False
@@ -578,13 +614,12 @@ class MQTTConnection:
         else:
             user = self.username
             if level5:
-                payloads = [packets[i].payload for i in range(index, end)]
                 messages = messages_from_publish5(topic, payloads, qos, properties, self, user)
-                if first.raw is not None:  # QoS 0: a subscriber encoding alike gets it as is
-                    # (the first only: the rest of a run goes out as one join of bodies)
-                    messages[0].cache = {share_key(inbound_template(first.raw), topic): first.raw}
+                if raws:  # (the first only: the rest of a run goes out as one join of bodies)
+                    raw = raws[0]
+                    messages[0].cache = {share_key(inbound_template(raw), topic): raw}
             else:
-                messages = messages_from_publishes(topic, packets[index:end], qos, self, user)
+                messages = messages_from_publishes(topic, payloads, raws, qos, self, user)
             try:
                 result = self.front.vhost.publish_many(messages)
                 routed, stored = result.routed, result.stored
@@ -593,18 +628,15 @@ class MQTTConnection:
                 routed = 0
             if level5 and not routed:
                 reason = NO_MATCHING_SUBSCRIBERS
-        if qos:
+        if packet_ids:
             if reason and level5:
                 problem = self._problem(reason)
-                acks = [
-                    codec.encode(codec.Puback(packets[i].packet_id, reason, problem), 5)
-                    for i in range(index, end)
-                ]
+                acks = b"".join(
+                    [codec.encode(codec.Puback(i, reason, problem), 5) for i in packet_ids]
+                )
             else:
-                puback = codec.encode_puback
-                acks = [puback(packets[i].packet_id) for i in range(index, end)]
-            self._ack(b"".join(acks), stored)
-        return end
+                acks = codec.encode_pubacks(packet_ids)
+            self._ack(acks, stored)
 
     def _route(
         self,
@@ -828,9 +860,9 @@ class MQTTConnection:
             shape = self._qos1_shape = (stream, size, prefix, tail, template, fits)
         return shape if shape[5] else None
 
-    def qos1_run(self, messages: list[Message], first_id: int) -> bytearray | None:
+    def qos1_run(self, messages: list[Message], packet_ids: range) -> bytearray | None:
         """The QoS 1 PUBLISH packets (no retain, DUP or subscription ids) of a batch, with
-        packet ids from ``first_id`` on, laid out in one buffer when the messages share a
+        ``packet_ids``, laid out in one buffer when the messages share a
         shape: 3.x packets received as QoS 1 under one topic and size, or MQTT 5 messages
         of this client's current stream (persistent, no expiry) with bodies of one size
         that fit its Maximum Packet Size.  None for any other batch."""
@@ -850,7 +882,7 @@ class MQTTConnection:
                     return None
                 raws.append(raw)
             buf = bytearray(b"".join(raws))
-            stamp_packet_ids(buf, size - len(first.body) - 2, size, first_id, len(messages))
+            stamp_packet_ids(buf, size - len(first.body) - 2, size, packet_ids)
             return buf
         if not first.persistent or first.expires_at is not None:
             return None
@@ -873,7 +905,7 @@ class MQTTConnection:
             bodies.append(message.body)
         template = shape[4]
         buf = bytearray(template).join(bodies)
-        stamp_packet_ids(buf, len(shape[2]), len(template) + size, first_id, len(messages))
+        stamp_packet_ids(buf, len(shape[2]), len(template) + size, packet_ids)
         return buf
 
     def publish_run(self, messages: list[Message]) -> bytes | None:

@@ -61,20 +61,25 @@ def message_from_publish(
 
 
 def messages_from_publishes(
-    topic: str, publishes: list, qos: int, origin: object, publisher: str | None
+    topic: str,
+    payloads: list[bytes],
+    raws: list[bytes | None],
+    qos: int,
+    origin: object,
+    publisher: str | None,
 ) -> list[Message]:
-    """Core messages for a run of MQTT 3.1.1 publishes (``codec.Publish``) that share
-    topic and QoS (0 or 1), each with its received packet to forward."""
+    """Core messages for a run of MQTT 3.1.1 publishes that share topic and QoS (0 or
+    1), each with its received packet (if kept) to forward."""
     key = routing_key(topic)
     properties = PERSISTENT if qos else EMPTY_PROPERTIES
     kind = V3_QOS1 if qos else V3_LIVE
     messages = []
-    for publish in publishes:
+    for payload, raw in zip(payloads, raws, strict=True):
         message = Message(
-            TOPIC_EXCHANGE, key, publish.payload, properties, None, origin, publisher, None, topic
+            TOPIC_EXCHANGE, key, payload, properties, None, origin, publisher, None, topic
         )
-        if publish.raw is not None:
-            message.cache = {kind: publish.raw}
+        if raw is not None:
+            message.cache = {kind: raw}
         messages.append(message)
     return messages
 

@@ -23,21 +23,24 @@ import trio
 from broker.guard import guarded_connection
 from broker.log import event
 from broker.ticker import Ticker
-from protocols.mqtt.codec import Publish
+from protocols.mqtt.codec import Publish, Publishes
 from protocols.mqtt.connection import MQTTConnection
 from protocols.mqtt.frontend import MQTTFrontEnd
 from protocols.mqtt.reasons import ADMINISTRATIVE_ACTION
 
 log = logging.getLogger("broker.mqtt")
 
+PUBLISHES = (Publish, Publishes)
+
 RECEIVE_SIZE = 1 << 16
 #: Read coalescing (see _Input): reads below SMALL_READ bytes that follow the previous one
 #: within STREAM_GAP seconds make the next read wait first.
 SMALL_READ = 4096
 STREAM_GAP = 0.002
-#: Packets handled between checks of publisher flow control.
+#: Messages handled between checks of publisher flow control (a packet counts as one, a
+#: run of publishes as its messages).
 SLICE = 64
-#: Packets handled before other connections get a turn (their acks refill windows).
+#: Messages handled before other connections get a turn (their acks refill windows).
 BATCH = 128
 #: How long a closing connection may take to flush its last bytes (e.g. a refusal).
 FLUSH_TIMEOUT = 5.0
@@ -216,14 +219,20 @@ def _handle_batch(
     await inside a batch, so batches of different connections never mix).  Returns where
     it stopped."""
     flow = conn.flow
-    limit = start + BATCH
+    handled = 0
     front.output_batch = []
     try:
         while start < end and not conn.closing:
-            stop = min(start + SLICE, end)
+            stop = start
+            weight = 0
+            while stop < end and weight < SLICE:
+                packet = packets[stop]
+                weight += len(packet.payloads) if type(packet) is Publishes else 1
+                stop += 1
             conn.handle(packets, start, stop)
             start = stop
-            if start >= limit or (conn.publisher and flow.backlogged):
+            handled += weight
+            if handled >= BATCH or (conn.publisher and flow.backlogged):
                 break
     finally:
         flush_batch(front)
@@ -248,7 +257,7 @@ async def _read(
             if not data:
                 return
             packets = conn.decode(data)
-            if not alarms.cleared.is_set() and any(type(p) is Publish for p in packets):
+            if not alarms.cleared.is_set() and any(type(p) in PUBLISHES for p in packets):
                 await alarms.cleared.wait()  # a resource alarm: publishers wait it out
             start, end = 0, len(packets)
             while start < end and not conn.closing:

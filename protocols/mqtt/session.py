@@ -169,10 +169,11 @@ class Session:
             and first_id + count <= 65536
             and inflight.keys().isdisjoint(range(first_id, first_id + count))
         ):
-            data = conn.qos1_run([entry.message for entry in entries], first_id)
+            packet_ids = range(first_id, first_id + count)
+            data = conn.qos1_run([entry.message for entry in entries], packet_ids)
             if data is not None:
                 self._next_id = (first_id + count - 1) % 65535 + 1
-                inflight.update(zip(range(first_id, first_id + count), entries, strict=True))
+                inflight.update(zip(packet_ids, entries, strict=True))
                 conn.send_publishes(data, count)
                 return [True] * count
         publish_packet = conn.publish_packet

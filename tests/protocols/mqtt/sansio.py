@@ -29,11 +29,6 @@ def new_front(**settings: object) -> MQTTFrontEnd:
     return MQTTFrontEnd(Broker(store, users, acl), MqttConfig(**settings))
 
 
-def one_by_one(packets: list) -> list:
-    """Decoded packets with runs of PUBACKs (``codec.Pubacks``) as the PUBACKs they are."""
-    return [each for p in packets for each in (p.each() if type(p) is codec.Pubacks else [p])]
-
-
 class Client:
     """Drives one MQTTConnection and decodes what it sends back."""
 
@@ -47,7 +42,7 @@ class Client:
         return self.received()
 
     def received(self) -> list:
-        return one_by_one(self.decoder.feed(self.conn.take_output()))
+        return self.decoder.feed(self.conn.take_output())
 
     def connect(self, client_id: str, user: str | None = None, clean: bool = True) -> codec.Connack:
         password = b"pw" if user else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from protocols.mqtt.codec import (
+    RUN,
     Auth,
     Connack,
     Connect,
@@ -44,7 +45,7 @@ from protocols.mqtt.properties import (
 h = bytes.fromhex
 
 
-def decoder(level: int = 4, **kwargs: int) -> Decoder:
+def decoder(level: int = 4, **kwargs: int | bool) -> Decoder:
     dec = Decoder(**kwargs)
     dec.protocol_level = level
     return dec
@@ -157,11 +158,29 @@ def test_subscribe_v5_options() -> None:
 
 
 def test_a_run_of_pubacks_is_read_as_one() -> None:
-    """A subscriber's round of plain PUBACKs decodes as one ``Pubacks``; the packet after
-    the run (an ack with a reason code here) is its own."""
+    """With ``runs``, a subscriber's round of plain PUBACKs decodes as one ``Pubacks``; the
+    packet after the run (an ack with a reason code here) is its own.  Without, each
+    PUBACK is a packet."""
     data = h("40 02 0001 40 02 0002 40 02 fffe 40 03 0004 10")
-    assert decoder(5).feed(data) == [Pubacks((1, 2, 0xFFFE)), Puback(4, 0x10, {})]
+    assert decoder(5, runs=True).feed(data) == [Pubacks((1, 2, 0xFFFE)), Puback(4, 0x10, {})]
+    each = [Puback(1, 0, {}), Puback(2, 0, {}), Puback(0xFFFE, 0, {}), Puback(4, 0x10, {})]
+    assert decoder(5).feed(data) == each
     assert encode(Pubacks((1, 2, 0xFFFE))) == data[:12]
+
+
+def test_a_stream_of_publishes_is_read_as_runs() -> None:
+    """With ``runs``, the packets that repeat the head of the one before (once its topic
+    is known) come as ``Publishes`` of at most ``RUN``, each with its payloads, packet ids
+    and (3.x) the packets as received; a packet of another size ends the run."""
+    packets = [Publish("a/b", bytes([i]) * 4, 1, False, False, i + 1) for i in range(RUN + 3)]
+    packets.append(Publish("a/b", b"longer", 1, False, False, 999))
+    data = b"".join(encode(p) for p in packets)
+    *singles, run, rest, last = decoder(4, runs=True).feed(data)
+    assert singles == packets[:2] and last == packets[-1]
+    assert (run.topic, run.qos, run.payloads) == ("a/b", 1, [p.payload for p in packets[2:66]])
+    assert run.packet_ids == list(range(3, RUN + 3)) and len(rest.payloads) == 1
+    assert run.raws == [encode(p) for p in packets[2 : RUN + 2]]
+    assert run.each() + rest.each() == packets[2:-1]
 
 
 def test_short_forms() -> None:

@@ -53,7 +53,6 @@ from protocols.mqtt.properties import (
     VARINT,
     WILL,
 )
-from tests.protocols.mqtt.sansio import one_by_one
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -190,7 +189,7 @@ def feed_in_chunks(dec: Decoder, data: bytes, cuts: list[int]) -> list[Packet]:
     got: list[Packet] = []
     bounds = [0, *sorted(c % (len(data) + 1) for c in cuts), len(data)]
     for start, stop in zip(bounds, bounds[1:], strict=False):
-        got += one_by_one(dec.feed(data[start:stop]))
+        got += dec.feed(data[start:stop])
     return got
 
 
