@@ -10,6 +10,7 @@ out in one write.  Acknowledgements of messages that reached a durable queue wai
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -123,6 +124,9 @@ class MQTTConnection:
         self.acks_after_sync: list[bytes] = []
         self.on_output: Callable[[], None] = lambda: None
         self.on_kick: Callable[[], None] = lambda: None
+        #: when, on the adapter's clock, its wait for the client's next bytes runs out
+        #: (``receive_timeout`` after it began): infinite while it is not waiting
+        self.read_deadline = math.inf
         self.level = 4
         self.connected = False
         self.closing = False
@@ -142,7 +146,7 @@ class MQTTConnection:
         #: key the current one's encodings are shared under in a message's cache
         self._stream: tuple | None = None
         self._streams: dict[str, tuple] = {}
-        #: (stream, body size, packet start, property block, fits) of the last QoS 1 PUBLISH
+        #: the shape of the last QoS 1 PUBLISH packets built (see ``_qos1_shape_for``)
         self._qos1_shape: tuple | None = None
         self.live_key: tuple | None = None
         self._backlogged = False

@@ -46,8 +46,9 @@ BATCH = 128
 FLUSH_TIMEOUT = 5.0
 #: A peer that accepts none of our bytes for this long is dropped.
 SEND_TIMEOUT = 60.0
-#: Longest sleep between housekeeping rounds: deadlines are whole seconds ahead, so one
-#: scheduled during a sleep is still met on time.
+#: Longest sleep between housekeeping rounds: session deadlines are whole seconds ahead,
+#: so one scheduled during a sleep is still met on time; a silent client is dropped at
+#: most this much after its keepalive ran out.
 HOUSEKEEPING_SLEEP = 1.0
 
 
@@ -165,8 +166,18 @@ class _Input:
         self._last = 0.0
 
     async def receive(self) -> bytes:
-        sock = self._socket
+        """The next bytes; meanwhile the connection's ``read_deadline`` says until when
+        the client may keep silent (housekeeping ends it then)."""
+        conn = self._conn
         now = trio.current_time()
+        conn.read_deadline = now + conn.receive_timeout()
+        try:
+            return await self._receive(now)
+        finally:
+            conn.read_deadline = math.inf
+
+    async def _receive(self, now: float) -> bytes:
+        sock = self._socket
         steady = (
             self._ticker is not None
             and self._small
@@ -246,36 +257,28 @@ async def _read(
     alarms = conn.broker.alarms
     flow = conn.flow
     source = _Input(stream, conn, ticker)
-    with trio.CancelScope() as keepalive:
-        while not conn.closing:
-            timeout = conn.receive_timeout()
-            if timeout != math.inf:
-                keepalive.deadline = trio.current_time() + timeout
-            data = await source.receive()
-            if timeout != math.inf:  # (the setter's bookkeeping is not free: skip a no-op)
-                keepalive.deadline = math.inf
-            if not data:
-                return
-            packets = conn.decode(data)
-            if not alarms.cleared.is_set() and any(type(p) in PUBLISHES for p in packets):
-                await alarms.cleared.wait()  # a resource alarm: publishers wait it out
-            start, end = 0, len(packets)
-            while start < end and not conn.closing:
-                if conn.publisher and flow.backlogged:
-                    await flow.wait()
-                elif start:
-                    await trio.lowlevel.checkpoint()  # let consumers' acks in between
-                start = _handle_batch(front, conn, packets, start, end)
-            if conn.acks_after_sync:
-                await store.sync()
-                front.output_batch = []
-                try:
-                    conn.synced()
-                finally:
-                    flush_batch(front)
-            conn.decoded()
-    if keepalive.cancelled_caught:
-        conn.timed_out()
+    while not conn.closing:
+        data = await source.receive()
+        if not data:
+            return
+        packets = conn.decode(data)
+        if not alarms.cleared.is_set() and any(type(p) in PUBLISHES for p in packets):
+            await alarms.cleared.wait()  # a resource alarm: publishers wait it out
+        start, end = 0, len(packets)
+        while start < end and not conn.closing:
+            if conn.publisher and flow.backlogged:
+                await flow.wait()
+            elif start:
+                await trio.lowlevel.checkpoint()  # let consumers' acks in between
+            start = _handle_batch(front, conn, packets, start, end)
+        if conn.acks_after_sync:
+            await store.sync()
+            front.output_batch = []
+            try:
+                conn.synced()
+            finally:
+                flush_batch(front)
+        conn.decoded()
 
 
 async def serve(
@@ -332,13 +335,24 @@ def _close_by_administrator(conn: MQTTConnection, reason: str) -> None:
 
 
 async def housekeeping(front: MQTTFrontEnd) -> None:
-    """Run session expiries and delayed wills as they fall due."""
+    """Run session expiries and delayed wills as they fall due, and end connections whose
+    clients kept silent past their keepalive (or connect timeout)."""
     while True:
+        _end_silent(front, trio.current_time())
         next_at = front.expire()
         delay = HOUSEKEEPING_SLEEP
         if next_at is not None:
             delay = min(delay, max(0.0, next_at - front.clock()))
         await trio.sleep(delay)
+
+
+def _end_silent(front: MQTTFrontEnd, now: float) -> None:
+    """End the connections whose ``read_deadline`` has passed: one sweep a housekeeping
+    round costs less than moving a trio deadline at every read of every connection."""
+    for conn in [c for c in front.connections if c.read_deadline <= now]:
+        if not conn.closing:
+            conn.timed_out()
+            conn.on_kick()
 
 
 async def shut_down(front: MQTTFrontEnd, timeout: float) -> None:
