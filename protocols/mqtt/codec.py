@@ -131,8 +131,8 @@ class Publish:
 @dataclass(slots=True)
 class Publishes:
     """PUBLISH packets in a row of one size that share topic, QoS (0 or 1) and properties,
-    without retain or DUP, as a decoder with ``runs`` reads a stream after its first
-    packet: one object for the run, not one per packet."""
+    without retain or DUP, as a decoder with ``runs`` reads a stream (once its topic and
+    properties are known): one object for the run, not one per packet."""
 
     topic: str
     qos: int
@@ -631,15 +631,21 @@ def _remaining_length(buf: bytes, pos: int, n: int) -> tuple[int, int]:
 
 #: Most PUBACKs unpacked in one go (one cached unpacker per count up to it).
 PUBACK_RUN = 128
-#: Most PUBLISH packets read as one ``Publishes`` (the adapter hands a connection slices
-#: of about this many messages, checking flow control in between).
+#: Most PUBLISH packets after a run's first read into its ``Publishes`` (the adapter hands
+#: a connection slices of about this many messages, checking flow control in between).
 RUN = 64
 
 
 def _repeats(buf: bytes, start: int, stride: int, pattern: bytes, most: int) -> int:
     """How many of the ``most`` places ``stride`` bytes apart from ``start`` on hold
     ``pattern``, counted until the first that does not: packets in a row are compared
-    column by column, a byte of the pattern against all of them at once."""
+    column by column, a byte of the pattern against all of them at once (for a few
+    packets with a long pattern, one by one is cheaper)."""
+    if most < 2 * len(pattern):
+        count = 0
+        while count < most and buf.startswith(pattern, start + count * stride):
+            count += 1
+        return count
     count = most
     for offset in range(len(pattern)):
         first = start + offset
@@ -666,9 +672,9 @@ def _puback_ids(count: int) -> struct.Struct:
 class Decoder:
     """Incremental decoder: feed it bytes as they arrive, get back whole packets.
 
-    With ``runs``, a stream's PUBLISH packets after its first come as ``Publishes`` and
-    plain PUBACKs in a row as ``Pubacks`` (a broker handles a run at once); without, every
-    packet is its own object.
+    With ``runs``, a stream's PUBLISH packets come as ``Publishes`` (once its topic and
+    properties are known) and plain PUBACKs in a row as ``Pubacks``: a broker handles a
+    run at once.  Without, every packet is its own object.
 
     After an MQTTError the decoder stays failed: the connection must be closed. The error
     carries ``packets``, the packets decoded from the same feed before the bad one.
@@ -724,6 +730,7 @@ class Decoder:
         run_size = run_qos = 0
         run_topic = ""
         run_properties: Mapping = NO_PROPERTIES
+        run_at = -1  # len(packets) just after the packet that set the head
         while pos < n:
             if run_head and pos + run_size <= n and buf.startswith(run_head, pos):
                 # the run at once: the following packets that start with the head
@@ -752,13 +759,18 @@ class Decoder:
                     stop = pos + count * size
                     places = range(pos, stop, size)
                     payloads = [buf[p + at : p + size] for p in places]
-                    raws = (
-                        [buf[p : p + size] for p in places]
-                        if v3
-                        else None
-                        if run_qos
-                        else [buf[pos : pos + size]]
-                    )
+                    if v3:
+                        raws = [buf[p : p + size] for p in places]
+                    else:  # MQTT 5: QoS 0 keeps the first packet (QoS 1 none)
+                        raws = None if run_qos else [buf[pos : pos + size]]
+                    if run_at == len(packets):  # the packet that set the head starts the run
+                        first = packets.pop()
+                        payloads.insert(0, first.payload)
+                        if ids is not None:
+                            ids.insert(0, first.packet_id)
+                        if raws is not None:
+                            raws.insert(0, first.raw)
+                    run_at = -1
                     append(Publishes(run_topic, run_qos, run_properties, payloads, ids, raws))
                     pos = stop
                     continue
@@ -794,6 +806,7 @@ class Decoder:
                     raw = buf[pos:end]
                     append(Publish(topic, buf[stop:end], 0, False, False, None, NO_PROPERTIES, raw))
                     run_head, run_size, run_qos, run_topic = buf[pos:stop], end - pos, 0, topic
+                    run_at = len(packets)
                     pos = end
                     continue
                 packet_id = buf[stop] << 8 | buf[stop + 1] if topic and stop + 2 <= end else 0
@@ -803,6 +816,7 @@ class Decoder:
                     append(Publish(topic, payload, 1, False, False, packet_id, NO_PROPERTIES, raw))
                     run_head, run_size, run_qos, run_topic = buf[pos:stop], end - pos, 1, topic
                     run_tail, run_properties = b"", NO_PROPERTIES
+                    run_at = len(packets)
                     pos = end
                     continue
             elif b0 == 0x30 or b0 == 0x32:
@@ -819,6 +833,7 @@ class Decoder:
                         append(Publish(head[0], payload, 0, False, False, None, head[1], raw))
                         run_head, run_size, run_qos = buf[pos:props_end], end - pos, 0
                         run_topic, run_properties = head
+                        run_at = len(packets)
                         pos = end
                         continue
                 raw_topic = buf[start + 2 : stop]
@@ -844,13 +859,15 @@ class Decoder:
                             raw = buf[pos:end]
                             if len(heads) < PROPERTY_CACHE_SIZE:
                                 heads[buf[start:props_end]] = (topic, properties)
+                            run_head, run_size, run_qos = buf[pos:props_end], end - pos, 0
                         else:
                             run_head, run_tail = buf[pos : stop - 2], buf[stop:props_end]
                             run_size, run_qos = end - pos, 1
-                            run_topic, run_properties = topic, properties
+                        run_topic, run_properties = topic, properties
                         append(
                             Publish(topic, payload, qos, False, False, packet_id, properties, raw)
                         )
+                        run_at = len(packets)
                         pos = end
                         continue
             elif b0 == 0x40 and length == 2:  # PUBACK, the other hot packet

@@ -564,14 +564,13 @@ class MQTTConnection:
             if packet.qos != qos or packet.retain or packet.properties is not properties:
                 break
             end += 1
-        level5 = self.level == 5
-        if level5 and (end == index + 1 or properties.get("payload_format_indicator") == 1):
-            self._publish(first)  # each payload needs its own check
+        if end == index + 1 or properties.get("payload_format_indicator") == 1:
+            self._publish(first)  # a run of one, or each payload needs its own check
             return index + 1
         run = packets[index:end]
         payloads = [packet.payload for packet in run]
         packet_ids = [packet.packet_id for packet in run] if qos else None
-        if level5:  # QoS 0: a subscriber encoding alike may get the first packet as is
+        if self.level == 5:  # QoS 0: a subscriber encoding alike may get the first as is
             raws = None if first.raw is None else [first.raw]
         else:
             raws = [packet.raw for packet in run]

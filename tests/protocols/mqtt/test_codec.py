@@ -169,18 +169,20 @@ def test_a_run_of_pubacks_is_read_as_one() -> None:
 
 
 def test_a_stream_of_publishes_is_read_as_runs() -> None:
-    """With ``runs``, the packets that repeat the head of the one before (once its topic
-    is known) come as ``Publishes`` of at most ``RUN``, each with its payloads, packet ids
-    and (3.x) the packets as received; a packet of another size ends the run."""
+    """With ``runs``, a packet whose topic is known starts a run: it and the packets after
+    it that repeat its head come as one ``Publishes`` (at most ``RUN`` after the first),
+    with payloads, packet ids and (3.x) the packets as received; a packet of another size
+    ends the run."""
     packets = [Publish("a/b", bytes([i]) * 4, 1, False, False, i + 1) for i in range(RUN + 3)]
     packets.append(Publish("a/b", b"longer", 1, False, False, 999))
     data = b"".join(encode(p) for p in packets)
-    *singles, run, rest, last = decoder(4, runs=True).feed(data)
-    assert singles == packets[:2] and last == packets[-1]
-    assert (run.topic, run.qos, run.payloads) == ("a/b", 1, [p.payload for p in packets[2:66]])
-    assert run.packet_ids == list(range(3, RUN + 3)) and len(rest.payloads) == 1
-    assert run.raws == [encode(p) for p in packets[2 : RUN + 2]]
-    assert run.each() + rest.each() == packets[2:-1]
+    first, run, rest, last = decoder(4, runs=True).feed(data)  # the first makes a/b known
+    assert first == packets[0] and last == packets[-1]
+    run_packets = packets[1 : RUN + 2]
+    assert (run.topic, run.qos, run.payloads) == ("a/b", 1, [p.payload for p in run_packets])
+    assert run.packet_ids == [p.packet_id for p in run_packets] and len(rest.payloads) == 1
+    assert run.raws == [encode(p) for p in run_packets]
+    assert run.each() + rest.each() == packets[1:-1]
 
 
 def test_short_forms() -> None:
