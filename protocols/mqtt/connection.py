@@ -114,6 +114,48 @@ def _is_utf8(data: bytes) -> bool:
 
 
 class MQTTConnection:
+    #: slots: an idle connection's attributes would otherwise take a dict of its own (too
+    #: many for the instances to share their keys)
+    __slots__ = (
+        "_auth_connect",
+        "_auth_exchange",
+        "_auth_method",
+        "_backlogged",
+        "_can_read",
+        "_can_write",
+        "_claimed",
+        "_connect_expiry",
+        "_decode_error",
+        "_problem_information",
+        "_qos1_shape",
+        "_stream",
+        "_streams",
+        "acks_after_sync",
+        "aliases_out",
+        "broker",
+        "client_id",
+        "closing",
+        "connected",
+        "decoder",
+        "flow",
+        "front",
+        "keepalive",
+        "level",
+        "live_key",
+        "max_packet_out",
+        "on_kick",
+        "on_output",
+        "outbox",
+        "peer",
+        "peer_loopback",
+        "publisher",
+        "read_deadline",
+        "session",
+        "topic_aliases",
+        "username",
+        "will",
+    )
+
     def __init__(self, front: MQTTFrontEnd, *, peer: str, peer_loopback: bool) -> None:
         self.front = front
         self.broker = front.broker
@@ -237,7 +279,7 @@ class MQTTConnection:
         if kind is codec.Pubrel:
             known = packet.packet_id in session.incoming_qos2
             if known:
-                session.incoming_qos2.discard(packet.packet_id)
+                session.incoming_qos2.pop(packet.packet_id, None)
                 session.save()
             if known or self.level < 5:
                 self.write(bytes((0x70, 2)) + packet.packet_id.to_bytes(2, "big"))
@@ -408,11 +450,11 @@ class MQTTConnection:
             if props.get("topic_alias_maximum"):
                 self.aliases_out = OutboundAliases(props["topic_alias_maximum"])
         session.attach(self)
-        session.filtered = {
-            f for f in session.subscriptions if self._subscription_verdict(f) == "filter"
-        } | {
-            f for f in session.shared if self._subscription_verdict(shared.split(f)[1]) == "filter"
-        }
+        verdict = self._subscription_verdict
+        session.filtered = dict.fromkeys(
+            [f for f in session.subscriptions if verdict(f) == "filter"]
+            + [f for f in session.shared if verdict(shared.split(f)[1]) == "filter"]
+        )
         self.session = session
         self.connected = True
         self.broker.stats.connected("mqtt")
@@ -513,7 +555,7 @@ class MQTTConnection:
                 self._ack(codec.encode_puback(packet.packet_id), stored)
         elif qos == 2:
             if reason < 0x80:  # a refused QoS 2 publish ends here: no PUBREL follows
-                session.incoming_qos2.add(packet.packet_id)
+                session.incoming_qos2[packet.packet_id] = None
                 session.save()
             if level5:
                 pubrec = codec.Pubrec(packet.packet_id, reason, self._problem(reason))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from broker.log import event
@@ -129,11 +130,7 @@ class MQTTFrontEnd:
         self, client_id: str, expiry: int | None, blob: bytes | None = None
     ) -> Session:
         """A session, new or (with ``blob``) restored from its stored record."""
-        key = SESSION_PREFIX + client_id
-
-        def persist(blob: bytes | None) -> None:
-            self.broker.save_session(key, blob)
-
+        persist = partial(self.broker.save_session, SESSION_PREFIX + client_id)
         session = Session(
             self.vhost,
             client_id,

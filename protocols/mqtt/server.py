@@ -167,22 +167,17 @@ class _Input:
 
     async def receive(self) -> bytes:
         """The next bytes; meanwhile the connection's ``read_deadline`` says until when
-        the client may keep silent (housekeeping ends it then)."""
+        the client may keep silent (housekeeping ends it then).  If reading fails, the
+        connection ends: no deadline matters after that."""
         conn = self._conn
+        sock = self._socket
         now = trio.current_time()
         conn.read_deadline = now + conn.receive_timeout()
-        try:
-            return await self._receive(now)
-        finally:
-            conn.read_deadline = math.inf
-
-    async def _receive(self, now: float) -> bytes:
-        sock = self._socket
         steady = (
             self._ticker is not None
             and self._small
             and now - self._last < STREAM_GAP
-            and self._conn.only_publishes
+            and conn.only_publishes
         )
         self._last = now
         if sock is None:  # TLS, WebSocket: the stream reads, and may wait for the tick
@@ -190,6 +185,7 @@ class _Input:
                 await self._ticker.wait()
             data = await self._stream.receive_some(RECEIVE_SIZE)
             self._small = len(data) < SMALL_READ
+            conn.read_deadline = math.inf
             return data
         if self._more:
             await trio.lowlevel.checkpoint()
@@ -207,6 +203,7 @@ class _Input:
                 raise trio.BrokenResourceError(str(exc)) from exc
             self._more = len(data) == RECEIVE_SIZE
             self._small = len(data) < SMALL_READ
+            conn.read_deadline = math.inf
             return data
 
 
@@ -296,12 +293,7 @@ async def serve(
     registered = front.broker.connections.register(
         "mqtt", peer, partial(_describe, conn), partial(_close_by_administrator, conn)
     )
-
-    def closed() -> None:
-        front.broker.connections.unregister(registered)
-        front.connection_closed(conn)
-        event(log, logging.DEBUG, "mqtt connection closed", peer=peer, client_id=conn.client_id)
-
+    closed = partial(_closed, conn, registered)
     guard = guarded_connection(log, "mqtt", peer, stream, conn.connection_lost, closed)
     async with guard, trio.open_nursery() as nursery:
         output = _Output(front, stream, conn, nursery)
@@ -317,6 +309,14 @@ async def serve(
             conn.connection_lost()
         output.finish()
         nursery.cancel_scope.deadline = trio.current_time() + FLUSH_TIMEOUT
+
+
+def _closed(conn: MQTTConnection, registered: object) -> None:
+    """The connection has ended: the broker and the front end forget it."""
+    front = conn.front
+    front.broker.connections.unregister(registered)
+    front.connection_closed(conn)
+    event(log, logging.DEBUG, "mqtt connection closed", peer=conn.peer, client_id=conn.client_id)
 
 
 def _describe(conn: MQTTConnection) -> dict[str, str | None]:

@@ -96,9 +96,11 @@ class Session:
         #: packet id -> its delivery awaiting the client: a record, or for a batch from
         #: the session's own queue, the queue's entry
         self.inflight: dict[int, Inflight | Entry] = {}
-        self.incoming_qos2: set[int] = set()
+        #: sets kept as dicts (keys only): an empty dict is a third of an empty set, and
+        #: most sessions never fill these
+        self.incoming_qos2: dict[int, None] = {}
         #: subscriptions the ACL allows only in part: their deliveries are checked one by one
-        self.filtered: set[str] = set()
+        self.filtered: dict[str, None] = {}
         #: MQTT 5 options of the subscriptions that have any
         self.options: dict[str, Options] = {}
         #: shared subscriptions: ``$share/...`` filter -> QoS, and their group queues
@@ -454,9 +456,9 @@ class Session:
         else:
             self.options.pop(topic_filter, None)
         if filtered:
-            self.filtered.add(topic_filter)
+            self.filtered[topic_filter] = None
         else:
-            self.filtered.discard(topic_filter)
+            self.filtered.pop(topic_filter, None)
         if shared.is_shared(topic_filter):
             self.shared[topic_filter] = qos
             self._join(topic_filter)
@@ -474,13 +476,13 @@ class Session:
             if self.shared.pop(topic_filter, None) is None:
                 return False
             self.options.pop(topic_filter, None)
-            self.filtered.discard(topic_filter)
+            self.filtered.pop(topic_filter, None)
             self._leave(topic_filter)
             self.save()
             return True
         if self.subscriptions.pop(topic_filter, None) is None:
             return False
-        self.filtered.discard(topic_filter)
+        self.filtered.pop(topic_filter, None)
         self.options.pop(topic_filter, None)
         self.vhost.unbind(self.queue, TOPIC_EXCHANGE, filter_to_pattern(topic_filter), None)
         self._subscriptions_changed()
@@ -585,7 +587,7 @@ class Session:
         self.shared = dict(data.get("shared", {}))
         for topic_filter in self.shared:
             self._join(topic_filter)
-        self.incoming_qos2 = set(data.get("incoming_qos2", ()))
+        self.incoming_qos2 = dict.fromkeys(data.get("incoming_qos2", ()))
         self.expiry_interval = data.get("expiry_interval")
         self.ends_at = data.get("ends_at")
         self._stored = True
