@@ -552,10 +552,6 @@ class Queue:
             self.dispatch()
         return len(entries)
 
-    def settle_unacked(self, seq: int) -> Entry | None:
-        """Hand a delivery over for good (a session that keeps inflight state itself)."""
-        return self.unacked.pop(seq, None)
-
     def _settle(self, entry: Entry) -> None:
         if entry.stored:
             self.store.dequeue(self.vhost.name, self.name, entry.seq)

@@ -164,14 +164,14 @@ class Session:
             return [self.deliver(queue, e.message, e.seq, e.redelivered) for e in entries]
         count = len(entries)
         first_id = self._next_id
+        packet_ids = range(first_id, first_id + count)
         inflight = self.inflight
         if (
             granted == 1
             and count > 1
             and first_id + count <= 65536
-            and inflight.keys().isdisjoint(range(first_id, first_id + count))
+            and inflight.keys().isdisjoint(packet_ids)
         ):
-            packet_ids = range(first_id, first_id + count)
             data = conn.qos1_run([entry.message for entry in entries], packet_ids)
             if data is not None:
                 self._next_id = (first_id + count - 1) % 65535 + 1
